@@ -1,0 +1,94 @@
+"""Detection on raw images of any size: ``FasterRCNN.detect``.
+
+Shape glossary: ``H, W`` an image's own size, ``Hc, Wc`` the canvas it is padded to,
+``D`` detections per image.
+
+Each image is converted to RGB uint8, resized keeping its aspect ratio (shorter side
+``image_min_side``, longer side at most ``image_max_side``) and padded bottom-right onto one
+of two fixed canvases (landscape or portrait, sides rounded up to a multiple of 32), so the
+compiled graph is traced once per canvas, never per image size.  Boxes are mapped back by
+the resize scale and clipped to the original image.
+"""
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from frcnn_lib.errors import FrcnnError
+
+
+def as_rgb_uint8(image, index=0):
+    """``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` array -> ``(H, W, 3)`` uint8."""
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4) or array.shape[0] < 1 or array.shape[1] < 1:
+        raise FrcnnError(f"image {index}: expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) "
+                         f"array with H, W >= 1, got shape {array.shape}")
+    if array.dtype == np.uint16:
+        array = (array.astype(np.float32) / 257.0).round().astype(np.uint8)
+    elif array.dtype != np.uint8:
+        if not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array)):
+            raise FrcnnError(f"image {index}: expected uint8 pixels, got {array.dtype} with "
+                             f"non-finite or non-numeric values")
+        array = np.clip(array, 0, 255).astype(np.uint8)
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    return array[..., :3]
+
+
+def resize_scale(height, width, min_side, max_side):
+    """The factor that brings the shorter side to ``min_side`` unless the longer then
+    exceeds ``max_side``."""
+    return min(min_side / min(height, width), max_side / max(height, width))
+
+
+def canvas_shape(height, width, min_side, max_side):
+    """The fixed canvas ``(Hc, Wc)`` for an image of this orientation."""
+    short = int(math.ceil(min_side / 32) * 32)
+    long = int(math.ceil(max_side / 32) * 32)
+    return (short, long) if width >= height else (long, short)
+
+
+def detect_images(model, images, batch_size=4):
+    """``model.detect`` for a list of raw images; see :meth:`FasterRCNN.detect`."""
+    min_side = model.settings["image_min_side"]
+    max_side = model.settings["image_max_side"]
+    prepared = []
+    for index, image in enumerate(images):
+        rgb = as_rgb_uint8(image, index)
+        h, w = rgb.shape[:2]
+        scale = resize_scale(h, w, min_side, max_side)
+        new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
+        prepared.append((index, rgb, scale, (new_h, new_w), canvas_shape(h, w, min_side, max_side)))
+
+    serve = _serving_function(model)
+    results = [None] * len(prepared)
+    for canvas in sorted({p[4] for p in prepared}):
+        group = [p for p in prepared if p[4] == canvas]
+        for start in range(0, len(group), batch_size):
+            chunk = group[start:start + batch_size]
+            batch = np.zeros((len(chunk),) + canvas + (3,), np.float32)
+            for row, (_, rgb, _, size, _) in enumerate(chunk):
+                batch[row, :size[0], :size[1]] = tf.image.resize(rgb, size, antialias=True).numpy()
+            sizes = np.array([p[3] for p in chunk], np.int32)
+            out = {k: v.numpy() for k, v in serve(tf.constant(batch), tf.constant(sizes)).items()}
+            for row, (index, rgb, scale, _, _) in enumerate(chunk):
+                n = int(out["num_detections"][row])
+                h, w = rgb.shape[:2]
+                boxes = out["boxes"][row, :n] / scale
+                boxes = np.clip(boxes, 0, [w, h, w, h]).astype(np.float32)
+                results[index] = {"boxes": boxes, "scores": out["scores"][row, :n],
+                                  "labels": out["labels"][row, :n]}
+    return results
+
+
+def _serving_function(model):
+    """One ``tf.function`` per model, traced once per canvas shape."""
+    fn = getattr(model, "_frcnn_detect_fn", None)
+    if fn is None:
+        @tf.function(reduce_retracing=True)
+        def fn(images, image_sizes):
+            return model.detect_padded(images, image_sizes)
+        model._frcnn_detect_fn = fn
+    return fn

@@ -1,0 +1,277 @@
+"""``FasterRCNN``: the two-stage detector of Ren et al. (2015) as a ``keras.Model``.
+
+Shape glossary: ``B`` images, ``H, W`` (padded) image size, ``Hf, Wf`` feature-map size,
+``A`` anchors per location, ``N`` anchors, ``P`` proposals per image, ``R`` sampled RoIs per
+image, ``G`` padded ground-truth boxes, ``K`` classes including background, ``D`` detections.
+
+Forward pass, as in the paper::
+
+    features  = backbone(images)                                  (B, Hf, Wf, C)
+    logits, deltas = rpn_head(features)                           (B, N), (B, N, 4)
+    proposals = NMS(decode(deltas, anchors))                      (B, P, 4)   no gradient
+    rois      = sample(proposals + gt)       [training only]      (B, R, 4)   no gradient
+    pooled    = roi_pool(features, rois)                          (B*R, S, S, C)
+    cls, box  = predictor(roi_head(pooled))                       (B*R, K), (B*R, K, 4)
+
+Training is approximate joint training (sec. 3.2): one forward pass per step, the four
+losses summed, gradients not flowing through proposal coordinates.  ``call`` always
+returns detections (padded, fixed size); ``train_step``/``test_step`` return the losses.
+"""
+import keras
+import numpy as np
+import tensorflow as tf
+
+from frcnn_lib import losses, rcnn, roi
+from frcnn_lib import targets as target_assignment
+from frcnn_lib.anchors import generate_anchors, num_anchors_per_location
+from frcnn_lib.backbones import build_backbone, build_roi_head, copy_imagenet_head_weights
+from frcnn_lib.errors import FrcnnError
+from frcnn_lib.rpn import RPNHead, generate_proposals
+
+LOSS_NAMES = ("rpn_objectness", "rpn_box", "rcnn_class", "rcnn_box")
+
+# The paper's settings (VGG-16 on Pascal VOC); every one is a constructor argument.
+DEFAULTS = dict(
+    backbone="vgg16", backbone_weights=None,
+    anchor_scales=(128, 256, 512), anchor_ratios=(0.5, 1.0, 2.0),
+    rpn_channels=512, rpn_positive_iou=0.7, rpn_negative_iou=0.3, rpn_batch_size=256,
+    rpn_positive_fraction=0.5, rpn_allowed_border=0.0, rpn_nms_iou=0.7, rpn_min_size=0.0,
+    rpn_pre_nms_top_n_train=12000, rpn_post_nms_top_n_train=2000,
+    rpn_pre_nms_top_n_test=6000, rpn_post_nms_top_n_test=300, rpn_smooth_l1_sigma=3.0,
+    roi_pooling="roi_pool", roi_pool_size=7, roi_batch_size=128, roi_foreground_fraction=0.25,
+    roi_foreground_iou=0.5, roi_background_iou_low=0.1, roi_background_iou_high=0.5,
+    roi_box_weights=(10.0, 10.0, 5.0, 5.0), roi_head_units=4096, roi_head_dropout=0.5,
+    detections_score_threshold=0.05, detections_nms_iou=0.3, detections_max=100,
+    loss_rpn_objectness_weight=1.0, loss_rpn_box_weight=1.0, loss_rcnn_class_weight=1.0,
+    loss_rcnn_box_weight=1.0, weight_decay=5e-4,
+    image_min_side=600, image_max_side=1000, seed=0,
+)
+
+
+@keras.saving.register_keras_serializable(package="frcnn")
+class FasterRCNN(keras.Model):
+    """Faster R-CNN.  ``num_classes`` object classes (background excluded).
+
+    Every keyword argument of ``DEFAULTS`` may be given; their prefixes say which stage
+    they configure (``rpn_*``, ``roi_*``, ``detections_*``, ``loss_*``, ``image_*``).
+    ``image_*`` sizes are used by :meth:`detect`, which resizes raw images itself.
+
+    Train with ``compile(optimizer=...)`` and ``fit(dataset)``, where the dataset yields
+    ``(images (B, H, W, 3) float 0..255, {"boxes": (B, G, 4), "labels": (B, G)})`` and may add
+    ``"image_sizes": (B, 2)``, the content size inside padded images.
+    """
+
+    def __init__(self, num_classes, **kwargs):
+        unknown = sorted(set(kwargs) - set(DEFAULTS) - {"name", "trainable", "dtype", "_skip_pretrained"})
+        if unknown:
+            raise FrcnnError(f"FasterRCNN: unknown argument(s) {', '.join(unknown)}; "
+                             f"see frcnn_lib.model.DEFAULTS for the accepted ones")
+        skip_pretrained = kwargs.pop("_skip_pretrained", False)
+        base = {k: kwargs.pop(k) for k in ("name", "trainable", "dtype") if k in kwargs}
+        super().__init__(**base)
+        if int(num_classes) < 1:
+            raise FrcnnError(f"num_classes={num_classes}: expected a positive number of object classes")
+        self.num_classes = int(num_classes)
+        self.settings = {**DEFAULTS, **kwargs}
+        for key in ("anchor_scales", "anchor_ratios", "roi_box_weights"):
+            self.settings[key] = tuple(float(v) for v in self.settings[key])
+        s = self.settings
+        if s["roi_pooling"] not in ("roi_pool", "roi_align"):
+            raise FrcnnError(f"roi_pooling={s['roi_pooling']!r}: expected 'roi_pool' or 'roi_align'")
+
+        weights = None if skip_pretrained else s["backbone_weights"]
+        self.backbone, self.stride = build_backbone(s["backbone"], weights)
+        self.num_anchors = num_anchors_per_location(s["anchor_scales"], s["anchor_ratios"])
+        self.rpn_head = RPNHead(self.num_anchors, s["rpn_channels"], name="rpn_head")
+        channels = self.backbone.output_shape[-1]
+        pool = 2 * s["roi_pool_size"] if s["backbone"] == "resnet50" else s["roi_pool_size"]
+        self.roi_output_size = pool
+        self.roi_head = build_roi_head(s["backbone"], channels, pool, s["roi_head_units"],
+                                       s["roi_head_dropout"])
+        if weights == "imagenet":
+            copy_imagenet_head_weights(s["backbone"], self.roi_head)
+        self.predictor = rcnn.RCNNPredictor(self.num_classes + 1, name="rcnn_predictor")
+        self.loss_trackers = {n: keras.metrics.Mean(name=n) for n in ("loss",) + LOSS_NAMES}
+
+    # ----------------------------------------------------------------- configuration
+    def get_config(self):
+        config = {"name": self.name, "trainable": self.trainable, "num_classes": self.num_classes}
+        for key, value in self.settings.items():
+            config[key] = list(value) if isinstance(value, tuple) else value
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        # Weights come from the saved file: never download or read the original ones again.
+        return cls(**config, _skip_pretrained=True)
+
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        # One forward pass on a dummy batch makes every sub-layer create its weights
+        # (through ``detect_padded``, not ``__call__``, which would call ``build`` again).
+        size = 4 * 16 * self.stride
+        self.detect_padded(tf.zeros([1, size, size, 3]))
+        self.built = True
+
+    @property
+    def metrics(self):
+        return list(self.loss_trackers.values())
+
+    # ----------------------------------------------------------------- stages
+    def _anchors(self, features):
+        shape = tf.shape(features)
+        return generate_anchors(shape[1], shape[2], self.stride, self.settings["anchor_scales"],
+                                self.settings["anchor_ratios"])
+
+    def _pool(self, features, rois):
+        """``rois (B, R, 4)`` -> RoI features ``(B*R, F)``."""
+        flat, index = roi.flatten_rois(rois)
+        pool_fn = roi.roi_align if self.settings["roi_pooling"] == "roi_align" else roi.roi_pool
+        pooled = pool_fn(features, flat, index, self.stride, self.roi_output_size)
+        return pooled
+
+    def _head(self, features, rois, training):
+        """``rois (B, R, 4)`` -> ``logits (B, R, K)``, ``deltas (B, R, K, 4)``."""
+        batch, num_rois = tf.shape(rois)[0], tf.shape(rois)[1]
+        hidden = self.roi_head(self._pool(features, rois), training=training)
+        logits, deltas = self.predictor(hidden)
+        k = self.num_classes + 1
+        return tf.reshape(logits, [batch, num_rois, k]), tf.reshape(deltas, [batch, num_rois, k, 4])
+
+    def _proposals(self, logits, deltas, anchors, image_sizes, training):
+        s = self.settings
+        mode = "train" if training else "test"
+        return generate_proposals(logits, deltas, anchors, image_sizes,
+                                  s[f"rpn_pre_nms_top_n_{mode}"], s[f"rpn_post_nms_top_n_{mode}"],
+                                  s["rpn_nms_iou"], s["rpn_min_size"])
+
+    @staticmethod
+    def _image_sizes(images, targets=None):
+        if targets is not None and "image_sizes" in targets:
+            return tf.cast(targets["image_sizes"], tf.int32)
+        shape = tf.shape(images)
+        return tf.tile(tf.stack([shape[1], shape[2]])[None], [shape[0], 1])
+
+    # ----------------------------------------------------------------- inference
+    def call(self, images, training=False):
+        """Padded detections for ``images (B, H, W, 3)`` float ``0..255``.
+
+        Returns a dict of ``boxes (B, D, 4)`` (pixels of ``images``), ``scores (B, D)``,
+        ``labels (B, D)`` int32 (``-1`` pads) and ``num_detections (B,)`` int32.
+        """
+        return self.detect_padded(images, None, training)
+
+    def detect_padded(self, images, image_sizes=None, training=False):
+        """:meth:`call` for padded images whose content is ``image_sizes (B, 2)`` (height,
+        width); proposals and detections are clipped to that content."""
+        images = tf.cast(images, self.compute_dtype)
+        s = self.settings
+        if image_sizes is None:
+            image_sizes = self._image_sizes(images)
+        features = self.backbone(images, training=training)
+        logits, deltas = self.rpn_head(features)
+        proposals, _, valid = self._proposals(logits, deltas, self._anchors(features), image_sizes, False)
+        cls_logits, box_deltas = self._head(features, proposals, training)
+        return rcnn.postprocess(cls_logits, box_deltas, proposals, valid, image_sizes,
+                                s["roi_box_weights"], s["detections_score_threshold"],
+                                s["detections_nms_iou"], s["detections_max"])
+
+    # ----------------------------------------------------------------- training
+    def compute_losses(self, images, targets, training=True):
+        """The four losses of one forward pass, as a dict of scalars (unweighted)."""
+        s = self.settings
+        images = tf.cast(images, self.compute_dtype)
+        gt_boxes = tf.cast(targets["boxes"], tf.float32)
+        gt_labels = tf.cast(targets["labels"], tf.int32)
+        image_sizes = self._image_sizes(images, targets)
+        step = tf.cast(self.optimizer.iterations if self.optimizer is not None else 0, tf.int32)
+        seed = tf.stack([tf.constant(int(s["seed"]), tf.int32), step])
+
+        features = self.backbone(images, training=training)
+        logits, deltas = self.rpn_head(features)
+        anchors = self._anchors(features)
+        rpn_labels, rpn_deltas = target_assignment.rpn_targets(
+            anchors, gt_boxes, gt_labels, image_sizes, seed, s["rpn_positive_iou"],
+            s["rpn_negative_iou"], s["rpn_batch_size"], s["rpn_positive_fraction"],
+            s["rpn_allowed_border"])
+        proposals, _, valid = self._proposals(logits, deltas, anchors, image_sizes, True)
+        rois, roi_labels, roi_deltas = target_assignment.rcnn_targets(
+            proposals, valid, gt_boxes, gt_labels, seed + 1, s["roi_batch_size"],
+            s["roi_foreground_fraction"], s["roi_foreground_iou"], s["roi_background_iou_low"],
+            s["roi_background_iou_high"], s["roi_box_weights"])
+        cls_logits, box_deltas = self._head(features, rois, training)
+
+        sampled = rpn_labels >= 0
+        roi_sampled = roi_labels >= 0
+        return {
+            "rpn_objectness": losses.objectness_loss(logits, rpn_labels, sampled),
+            "rpn_box": losses.box_regression_loss(deltas, rpn_deltas, rpn_labels == 1, sampled,
+                                                  s["rpn_smooth_l1_sigma"]),
+            "rcnn_class": losses.classification_loss(cls_logits, roi_labels, roi_sampled),
+            "rcnn_box": losses.box_regression_loss(rcnn.select_class_deltas(box_deltas, roi_labels),
+                                                   roi_deltas, roi_labels >= 1, roi_sampled),
+        }
+
+    def _total_loss(self, parts):
+        s = self.settings
+        total = tf.add_n([s[f"loss_{n}_weight"] * parts[n] for n in LOSS_NAMES])
+        if s["weight_decay"]:
+            kernels = [w for w in self.trainable_weights if "kernel" in w.path]
+            total += 0.5 * s["weight_decay"] * tf.add_n([tf.reduce_sum(tf.square(tf.cast(w, tf.float32)))
+                                                          for w in kernels])
+        return total
+
+    def _track(self, parts, total):
+        self.loss_trackers["loss"].update_state(total)
+        for name in LOSS_NAMES:
+            self.loss_trackers[name].update_state(parts[name])
+        return {name: tracker.result() for name, tracker in self.loss_trackers.items()}
+
+    def train_step(self, data):
+        images, targets = data[0], data[1]
+        with tf.GradientTape() as tape:
+            parts = self.compute_losses(images, targets, training=True)
+            total = self._total_loss(parts)
+            # Gradients are summed over replicas: scale so that they average.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = self.optimizer.scale_loss(total / replicas)
+        grads = tape.gradient(scaled, self.trainable_weights)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_weights))
+        return self._track(parts, total)
+
+    def test_step(self, data):
+        parts = self.compute_losses(data[0], data[1], training=False)
+        return self._track(parts, self._total_loss(parts))
+
+    def predict_step(self, data):
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        return self(images, training=False)
+
+    # ----------------------------------------------------------------- convenience
+    def detect(self, images, batch_size=4):
+        """Detections on raw images, in each image's own pixel coordinates.
+
+        Args:
+          images: one uint8 array ``(H, W)`` / ``(H, W, 1|3|4)``, or a list of them (any sizes).
+
+        Returns:
+          one dict (or a list of dicts for a list) of numpy arrays ``boxes (n, 4)`` xyxy,
+          ``scores (n,)``, ``labels (n,)``.
+        """
+        from frcnn_lib.detect import detect_images
+        single = isinstance(images, np.ndarray) and images.ndim in (2, 3) and (
+            images.ndim == 2 or images.shape[-1] in (1, 3, 4))
+        results = detect_images(self, [images] if single else list(images), batch_size)
+        return results[0] if single else results
+
+    def export(self, filepath, format="tf_saved_model", verbose=True, **kwargs):
+        """Write a SavedModel whose ``serve`` endpoint maps float images ``(B, H, W, 3)`` to the
+        padded detections of :meth:`call`."""
+        if format != "tf_saved_model":
+            return super().export(filepath, format=format, verbose=verbose, **kwargs)
+        archive = keras.export.ExportArchive()
+        archive.track(self)
+        archive.add_endpoint("serve", lambda images: self(images, training=False),
+                             input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
+        archive.write_out(filepath, verbose=verbose)

@@ -1,0 +1,86 @@
+"""Region Proposal Network (Ren et al. 2015, sec. 3.1): head and proposal generation.
+
+Shape glossary: ``B`` images, ``Hf, Wf`` feature-map size, ``C`` channels, ``A`` anchors per
+location, ``N = Hf * Wf * A`` anchors, ``P`` proposals kept per image.
+
+The head slides a 3x3 conv (``channels``, ReLU) over the feature map, then two sibling 1x1
+convs give, for each of the ``A`` anchors at a location, one objectness logit and four box
+deltas.  (The paper's two-way softmax is replaced by one sigmoid logit, which is the same
+model with fewer parameters.)  Outputs are reshaped location-major, matching
+``anchors.generate_anchors``.
+
+Proposals: decode the deltas on the anchors, clip to the image, drop boxes smaller than
+``min_size``, keep the ``pre_nms_top_n`` highest-scoring, NMS at ``nms_iou``, keep
+``post_nms_top_n``.  Fixed-size outputs: padding slots are marked invalid.
+"""
+import keras
+import tensorflow as tf
+from keras import layers
+
+from frcnn_lib import boxes as box_ops
+from frcnn_lib.nms import gather_padded, padded_nms
+
+
+@keras.saving.register_keras_serializable(package="frcnn")
+class RPNHead(layers.Layer):
+    """``features (B, Hf, Wf, C)`` -> ``logits (B, N)``, ``deltas (B, N, 4)``.
+
+    Weights initialised from N(0, 0.01) as in the paper.
+    """
+
+    def __init__(self, num_anchors, channels=512, **kwargs):
+        super().__init__(**kwargs)
+        self.num_anchors = num_anchors
+        self.channels = channels
+        init = keras.initializers.RandomNormal(stddev=0.01)
+        self.conv = layers.Conv2D(channels, 3, padding="same", activation="relu",
+                                  kernel_initializer=init, name="rpn_conv")
+        self.objectness = layers.Conv2D(num_anchors, 1, kernel_initializer=init, name="rpn_objectness")
+        self.box = layers.Conv2D(4 * num_anchors, 1, kernel_initializer=init, name="rpn_box")
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+        hidden = tuple(input_shape[:-1]) + (self.channels,)
+        self.objectness.build(hidden)
+        self.box.build(hidden)
+
+    def call(self, features):
+        x = self.conv(features)
+        batch = tf.shape(features)[0]
+        logits = tf.reshape(self.objectness(x), [batch, -1])
+        deltas = tf.reshape(self.box(x), [batch, -1, 4])
+        return logits, deltas
+
+    def get_config(self):
+        return {**super().get_config(), "num_anchors": self.num_anchors, "channels": self.channels}
+
+
+def generate_proposals(logits, deltas, anchors, image_sizes, pre_nms_top_n, post_nms_top_n,
+                       nms_iou, min_size=0.0, box_weights=(1.0, 1.0, 1.0, 1.0)):
+    """Turn RPN outputs into proposals (no gradient flows through them).
+
+    Args:
+      logits: ``(B, N)`` objectness logits.  deltas: ``(B, N, 4)``.  anchors: ``(N, 4)``.
+      image_sizes: ``(B, 2)`` (height, width) to clip to.
+      pre_nms_top_n, post_nms_top_n: ints.  nms_iou: float.  min_size: pixels.
+
+    Returns:
+      ``proposals (B, P, 4)`` with ``P = post_nms_top_n``, ``scores (B, P)`` (objectness
+      probability) and ``valid (B, P)`` bool, by descending score.
+    """
+    logits = tf.stop_gradient(tf.cast(logits, tf.float32))
+    deltas = tf.stop_gradient(tf.cast(deltas, tf.float32))
+    k = min(int(pre_nms_top_n), int(anchors.shape[0])) if anchors.shape[0] is not None else int(pre_nms_top_n)
+    k = tf.minimum(k, tf.shape(logits)[1])
+    top_logits, top_index = tf.math.top_k(logits, k=k)                       # (B, k)
+    top_deltas = tf.gather(deltas, top_index, batch_dims=1)
+    top_anchors = tf.gather(anchors, top_index)
+    sizes = tf.cast(image_sizes, tf.float32)
+    boxes = box_ops.decode(top_deltas, top_anchors, box_weights)
+    boxes = box_ops.clip(boxes, sizes[:, 0:1], sizes[:, 1:2])
+    scores = tf.sigmoid(top_logits)
+    # Tiny boxes get a score below NMS's threshold instead of being removed: shapes stay fixed.
+    scores = tf.where(box_ops.small_boxes_mask(boxes, min_size), scores, -1.0)
+    keep, _ = padded_nms(boxes, scores, nms_iou, post_nms_top_n, score_threshold=-0.5)
+    valid = keep >= 0
+    return gather_padded(boxes, keep), tf.where(valid, gather_padded(scores, keep), 0.0), valid
