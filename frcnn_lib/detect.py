@@ -3,17 +3,17 @@
 Shape glossary: ``H, W`` an image's own size, ``Hc, Wc`` the canvas it is padded to,
 ``D`` detections per image.
 
-Each image is converted to RGB uint8, resized keeping its aspect ratio (shorter side
-``image_min_side``, longer side at most ``image_max_side``) and padded bottom-right onto one
-of two fixed canvases (landscape or portrait, sides rounded up to a multiple of 32), so the
-compiled graph is traced once per canvas, never per image size.  Boxes are mapped back by
+Each image is converted to RGB uint8, then resized and padded exactly as the training
+pipeline does (``frcnn_lib.datasets.pipeline``): aspect ratio kept (shorter side
+``image_min_side``, longer side at most ``image_max_side``), padded bottom-right onto one of
+two fixed canvases (landscape or portrait), so the compiled graph is traced once per
+canvas, never per image size.  Boxes are mapped back by
 the resize scale and clipped to the original image.
 """
-import math
-
 import numpy as np
 import tensorflow as tf
 
+from frcnn_lib.datasets.pipeline import canvas_size, pad_to_canvas, resize_image
 from frcnn_lib.errors import FrcnnError
 
 
@@ -37,19 +37,6 @@ def as_rgb_uint8(image, index=0):
     return array[..., :3]
 
 
-def resize_scale(height, width, min_side, max_side):
-    """The factor that brings the shorter side to ``min_side`` unless the longer then
-    exceeds ``max_side``."""
-    return min(min_side / min(height, width), max_side / max(height, width))
-
-
-def canvas_shape(height, width, min_side, max_side):
-    """The fixed canvas ``(Hc, Wc)`` for an image of this orientation."""
-    short = int(math.ceil(min_side / 32) * 32)
-    long = int(math.ceil(max_side / 32) * 32)
-    return (short, long) if width >= height else (long, short)
-
-
 def detect_images(model, images, batch_size=4):
     """``model.detect`` for a list of raw images; see :meth:`FasterRCNN.detect`."""
     min_side = model.settings["image_min_side"]
@@ -57,10 +44,9 @@ def detect_images(model, images, batch_size=4):
     prepared = []
     for index, image in enumerate(images):
         rgb = as_rgb_uint8(image, index)
-        h, w = rgb.shape[:2]
-        scale = resize_scale(h, w, min_side, max_side)
-        new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
-        prepared.append((index, rgb, scale, (new_h, new_w), canvas_shape(h, w, min_side, max_side)))
+        resized, scale = resize_image(rgb, min_side, max_side)
+        canvas = canvas_size(min_side, max_side, portrait=rgb.shape[0] > rgb.shape[1])
+        prepared.append((index, rgb, float(scale), resized, canvas))
 
     serve = _serving_function(model)
     results = [None] * len(prepared)
@@ -68,11 +54,9 @@ def detect_images(model, images, batch_size=4):
         group = [p for p in prepared if p[4] == canvas]
         for start in range(0, len(group), batch_size):
             chunk = group[start:start + batch_size]
-            batch = np.zeros((len(chunk),) + canvas + (3,), np.float32)
-            for row, (_, rgb, _, size, _) in enumerate(chunk):
-                batch[row, :size[0], :size[1]] = tf.image.resize(rgb, size, antialias=True).numpy()
-            sizes = np.array([p[3] for p in chunk], np.int32)
-            out = {k: v.numpy() for k, v in serve(tf.constant(batch), tf.constant(sizes)).items()}
+            batch = tf.stack([pad_to_canvas(p[3], canvas) for p in chunk])
+            sizes = np.array([p[3].shape[:2] for p in chunk], np.int32)
+            out = {k: v.numpy() for k, v in serve(batch, tf.constant(sizes)).items()}
             for row, (index, rgb, scale, _, _) in enumerate(chunk):
                 n = int(out["num_detections"][row])
                 h, w = rgb.shape[:2]

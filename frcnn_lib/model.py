@@ -105,14 +105,27 @@ class FasterRCNN(keras.Model):
         # Weights come from the saved file: never download or read the original ones again.
         return cls(**config, _skip_pretrained=True)
 
+    def get_build_config(self):
+        # Always present (even for a model that was only trained, never called), so that
+        # loading builds every weight -- the optimizer's too -- before restoring them.
+        return {"input_shape": [None, None, None, 3]}
+
+    def build_from_config(self, config):
+        self.build(config.get("input_shape"))
+
     def build(self, input_shape=None):
         if self.built:
             return
         # One forward pass on a dummy batch makes every sub-layer create its weights
         # (through ``detect_padded``, not ``__call__``, which would call ``build`` again).
-        size = 4 * 16 * self.stride
+        size = 4 * self.stride
         self.detect_padded(tf.zeros([1, size, size, 3]))
         self.built = True
+
+    def save(self, filepath, *args, **kwargs):
+        """``keras.Model.save``, building the model first if it was only trained, never called."""
+        self.build()
+        return super().save(filepath, *args, **kwargs)
 
     @property
     def metrics(self):
@@ -268,6 +281,7 @@ class FasterRCNN(keras.Model):
     def export(self, filepath, format="tf_saved_model", verbose=True, **kwargs):
         """Write a SavedModel whose ``serve`` endpoint maps float images ``(B, H, W, 3)`` to the
         padded detections of :meth:`call`."""
+        self.build()
         if format != "tf_saved_model":
             return super().export(filepath, format=format, verbose=verbose, **kwargs)
         archive = keras.export.ExportArchive()

@@ -1,0 +1,106 @@
+"""Checkpoints that survive crashes: written atomically, resumable, never saved from NaNs.
+
+A run folder holds ``checkpoints/last.keras`` (weights, optimizer state, config) and
+``checkpoints/state.json`` (``{"epoch": e, "step": s}``, the epochs completed).  Each is
+written to a temporary file in the same folder, flushed to disk, then renamed over the old
+one (``os.replace`` is atomic on POSIX and Windows), so a kill at any instant leaves the
+previous complete checkpoint or the new one, never a torn file.
+"""
+import json
+import math
+import os
+import tempfile
+
+import keras
+import numpy as np
+
+from frcnn_lib.errors import FrcnnError
+
+
+def atomic_write(path, write):
+    """Call ``write(tmp_path)`` then rename ``tmp_path`` over ``path``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    suffix = os.path.splitext(path)[1]
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _finite_weights(model):
+    return all(np.all(np.isfinite(w)) for w in model.get_weights())
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Save ``last.keras`` and ``state.json`` at the end of each epoch whose loss and
+    weights are finite."""
+
+    def __init__(self, folder):
+        super().__init__()
+        self.folder = folder
+        self.model_path = os.path.join(folder, "last.keras")
+        self.state_path = os.path.join(folder, "state.json")
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss", 0.0)
+        if not math.isfinite(float(loss)) or not _finite_weights(self.model):
+            return
+        atomic_write(self.model_path, self.model.save)
+        state = {"epoch": epoch + 1, "step": int(self.model.optimizer.iterations.numpy())}
+
+        def write_state(tmp):
+            with open(tmp, "w") as f:
+                json.dump(state, f)
+        atomic_write(self.state_path, write_state)
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stop training at the first batch whose loss is NaN or infinite, and remember where."""
+
+    def __init__(self):
+        super().__init__()
+        self.failure = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss) and self.failure is None:
+            self.failure = (f"the training loss became {loss} at step "
+                            f"{int(self.model.optimizer.iterations.numpy())} (batch {batch})")
+            self.model.stop_training = True
+
+
+def load_checkpoint(folder):
+    """``(model, state)`` from a run's checkpoint folder, loaded in Keras' safe mode."""
+    model_path = os.path.join(folder, "last.keras")
+    state_path = os.path.join(folder, "state.json")
+    if not (os.path.isfile(model_path) and os.path.isfile(state_path)):
+        raise FrcnnError(f"{folder}: no checkpoint to resume from (expected last.keras and "
+                         f"state.json there; they are written at the end of each epoch)")
+    try:
+        with open(state_path) as f:
+            state = json.load(f)
+        epoch, step = int(state["epoch"]), int(state["step"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise FrcnnError(f"{state_path}: unreadable checkpoint state ({err})") from err
+    model = load_model(model_path)
+    return model, {"epoch": epoch, "step": step}
+
+
+def load_model(path, compile=True):
+    """``keras.models.load_model`` in safe mode, with a FrcnnError naming the file on failure."""
+    import frcnn_lib.model  # noqa: F401  (registers FasterRCNN with Keras' serialisation)
+
+    if not os.path.isfile(path):
+        raise FrcnnError(f"{path}: no such model file (expected a .keras file written by "
+                         f"FasterRCNN.save or 'frcnn train')")
+    try:
+        return keras.models.load_model(path, compile=compile, safe_mode=True)
+    except Exception as err:
+        raise FrcnnError(f"{path}: could not load the model ({type(err).__name__}: {err})") from err

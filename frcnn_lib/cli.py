@@ -1,0 +1,222 @@
+"""The ``frcnn`` command line: ``train``, ``evaluate``, ``predict``, ``export`` and ``demo``.
+
+Bad input ends with a one-line ``frcnn: error: ...`` on stderr and exit status 2; nothing
+prints a traceback for a user's mistake.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+DATA_HELP = ("dataset spec: 'shapes', 'shapes:SPLIT' (train, val, test), "
+             "'voc:VOCDEVKIT/VOC2007:SPLIT' or 'coco:ANNOTATIONS.json:IMAGE_DIR'")
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="frcnn", description="Faster R-CNN (Ren et al. 2015): train, "
+                                "evaluate, predict and export detectors built with frcnn_lib.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a detector and write a run folder",
+                       description="Train a FasterRCNN on a dataset; writes OUT/model.keras, "
+                       "checkpoints, history.csv and TensorBoard logs.")
+    t.add_argument("--data", help=DATA_HELP + " (default: the preset's)")
+    t.add_argument("--val-data", help="dataset spec evaluated (VOC07 mAP) after each epoch")
+    t.add_argument("--preset", default="shapes_cpu", help="named configuration: shapes_cpu, "
+                   "voc_vgg16 or coco_resnet50 (default: shapes_cpu)")
+    t.add_argument("--out", required=True, help="run folder to write (created if missing)")
+    t.add_argument("--epochs", type=int, help="number of epochs (default: the preset's)")
+    t.add_argument("--batch-size", type=int, help="images per step (default: the preset's)")
+    t.add_argument("--learning-rate", type=float, help="initial learning rate (default: the preset's)")
+    t.add_argument("--train-images", type=int, help="shapes only: number of generated training images")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a FasterRCNN argument, VALUE in JSON (e.g. --set rpn_nms_iou=0.6)")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints (weights, "
+                   "optimizer state, epoch and step)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("evaluate", help="mAP of a saved model on a dataset",
+                       description="Evaluate a .keras model; prints and optionally writes the metrics.")
+    e.add_argument("--model", required=True, help="a .keras file written by 'frcnn train'")
+    e.add_argument("--data", required=True, help=DATA_HELP)
+    e.add_argument("--metric", choices=("voc07", "voc2010", "coco"), default="voc07",
+                   help="VOC07 11-point AP, VOC2010+ area AP, or the twelve COCO numbers (default voc07)")
+    e.add_argument("--iou", type=float, default=0.5, help="IoU threshold of the VOC metrics (default 0.5)")
+    e.add_argument("--out", help="JSON file to write the metrics to")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    r = sub.add_parser("predict", help="detect objects in image files",
+                       description="Run a model on images; writes OUT/detections.json and one "
+                       "annotated PNG per image.")
+    r.add_argument("--model", required=True, help="a .keras file written by 'frcnn train'")
+    r.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
+    r.add_argument("--out", required=True, help="folder for detections.json and annotated images")
+    r.add_argument("--score-threshold", type=float, default=0.5,
+                   help="keep detections scoring at least this (default 0.5)")
+    r.add_argument("--class-names", help="comma-separated names of classes 1..K for the pictures")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    x = sub.add_parser("export", help="export a SavedModel for serving",
+                       description="Write a TensorFlow SavedModel whose 'serve' signature maps float "
+                       "images (B, H, W, 3) in 0..255 to padded detections.")
+    x.add_argument("--model", required=True, help="a .keras file written by 'frcnn train'")
+    x.add_argument("--out", required=True, help="SavedModel folder to write")
+
+    d = sub.add_parser("demo", help="the main job: train and evaluate on the embedded shapes data",
+                       description="Train the shapes_cpu preset, evaluate VOC07 mAP@0.5 on held-out "
+                       "shapes images, and write OUT/report.md with loss curves and detections.")
+    d.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
+    d.add_argument("--epochs", type=int, help="number of epochs (default: the preset's)")
+    d.add_argument("--train-images", type=int, help="number of generated training images")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _writable_folder(path, what="--out"):
+    from frcnn_lib.errors import FrcnnError
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, ".frcnn-write-test")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as err:
+        raise FrcnnError(f"{what} {path}: cannot write there ({err.strerror or err})") from err
+    return path
+
+
+def _overrides(pairs):
+    from frcnn_lib.errors import FrcnnError
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise FrcnnError(f"--set {pair!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _load_data(spec, **kwargs):
+    from frcnn_lib import datasets
+    return datasets.load(spec, **kwargs)
+
+
+def cmd_train(args):
+    from frcnn_lib import checkpoints, training
+    from frcnn_lib.model import FasterRCNN
+    from frcnn_lib.presets import get_preset
+
+    preset = get_preset(args.preset)
+    train = preset["train"]
+    for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size),
+                       ("learning_rate", args.learning_rate), ("train_images", args.train_images)):
+        if value is not None:
+            train[key] = value
+    out = _writable_folder(args.out)
+    spec = args.data or preset["data"]
+    shapes_kw = {"num_images": train.get("train_images")} if spec.startswith("shapes") else {}
+    data = _load_data(spec, **shapes_kw)
+    val = _load_data(args.val_data) if args.val_data else None
+    state = None
+    if args.resume:
+        model, state = checkpoints.load_checkpoint(os.path.join(out, "checkpoints"))
+        print(f"resuming from epoch {state['epoch']} (step {state['step']})")
+    else:
+        model = FasterRCNN(data.num_classes, **{**preset["model"], **_overrides(args.set)})
+    training.fit(model, data, out, train["epochs"], train["batch_size"], train, val, state,
+                 verbose=0 if args.quiet else 1)
+    print(f"model written to {os.path.join(out, 'model.keras')}")
+
+
+def cmd_evaluate(args):
+    from frcnn_lib import checkpoints, training
+    from frcnn_lib.evaluation import evaluate_coco
+
+    model = checkpoints.load_model(args.model, compile=False)
+    data = _load_data(args.data)
+    if args.metric == "coco":
+        detections = training.detect_dataset(model, data, progress=not args.quiet)
+        metrics = evaluate_coco(detections, data.ground_truths(),
+                                label_to_category_id=data.label_to_category_id)
+    else:
+        metrics, _, _ = training.evaluate(model, data, args.metric == "voc07", args.iou,
+                                          progress=not args.quiet)
+        metrics = {"mAP": metrics["mAP"], "AP": dict(training.class_ap_table(metrics, data.class_names))}
+    print(json.dumps(metrics, indent=2, default=float))
+    if args.out:
+        training.write_json(args.out, metrics)
+
+
+def cmd_predict(args):
+    from frcnn_lib import checkpoints, training
+    from frcnn_lib.datasets.imageio import read_image
+    from frcnn_lib.progress import progress_bar
+    from frcnn_lib.visualize import detection_grid
+
+    out = _writable_folder(args.out)
+    model = checkpoints.load_model(args.model, compile=False)
+    names = args.class_names.split(",") if args.class_names else None
+    results = []
+    for path in progress_bar(args.images, "predict", enabled=not args.quiet):
+        image = read_image(path)
+        det = model.detect(image)
+        keep = det["scores"] >= args.score_threshold
+        det = {k: v[keep] for k, v in det.items()}
+        stem = os.path.splitext(os.path.basename(path))[0]
+        detection_grid([image], [det], class_names=names, columns=1, min_score=0.0,
+                       path=os.path.join(out, f"{stem}.png"))
+        results.append({"image": path, "boxes": det["boxes"].round(2).tolist(),
+                        "scores": det["scores"].round(4).tolist(),
+                        "labels": det["labels"].astype(int).tolist(),
+                        "class_names": [names[i - 1] for i in det["labels"]] if names else None})
+    training.write_json(os.path.join(out, "detections.json"), results)
+    print(f"{sum(len(r['boxes']) for r in results)} detections in {len(results)} images -> {out}")
+
+
+def cmd_export(args):
+    from frcnn_lib import checkpoints
+    from frcnn_lib.errors import FrcnnError
+
+    model = checkpoints.load_model(args.model, compile=False)
+    parent = os.path.dirname(os.path.abspath(args.out))
+    _writable_folder(parent, "--out's parent folder")
+    if os.path.exists(args.out) and os.listdir(args.out):
+        raise FrcnnError(f"--out {args.out}: folder exists and is not empty; choose a new one")
+    model.export(args.out, verbose=False)
+    print(f"SavedModel written to {args.out} (signature 'serve': images (B, H, W, 3) float32 -> "
+          f"boxes, scores, labels, num_detections)")
+
+
+def cmd_demo(args):
+    from frcnn_lib.report import run_demo
+    run_demo(args.out, epochs=args.epochs, train_images=args.train_images, verbose=0 if args.quiet else 2)
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "export": cmd_export, "demo": cmd_demo}
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from frcnn_lib.errors import FrcnnError
+    start = time.perf_counter()
+    try:
+        COMMANDS[args.command](args)
+    except FrcnnError as err:
+        print(f"frcnn: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("frcnn: interrupted", file=sys.stderr)
+        return 130
+    if not getattr(args, "quiet", False):
+        print(f"done in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

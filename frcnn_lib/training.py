@@ -1,0 +1,144 @@
+"""Training and evaluation runs: what ``frcnn train``, ``frcnn evaluate`` and ``frcnn demo`` do.
+
+A run folder (``out``) receives::
+
+    config.json            the model config and training settings of the run
+    history.csv            per-epoch losses (CSVLogger) and val_mAP
+    tensorboard/           TensorBoard logs (losses, val_mAP), if tensorboard is installed
+    checkpoints/           last.keras + state.json, written atomically (see checkpoints.py)
+    model.keras            the final model
+
+Plain functions over plain data: a preset dict and overrides in, a ``keras.Model`` and a
+history out.
+"""
+import json
+import math
+import os
+import time
+
+import keras
+import numpy as np
+
+from frcnn_lib import checkpoints
+from frcnn_lib.errors import FrcnnError
+from frcnn_lib.evaluation import MeanAveragePrecision, evaluate_voc
+
+
+def make_optimizer(train, steps_per_epoch):
+    """A Keras optimizer from the ``train`` settings of a preset (``adam`` or ``sgd``), with a
+    ``cosine`` or ``step`` learning-rate schedule over the whole run."""
+    lr = float(train["learning_rate"])
+    total = max(1, int(train["epochs"]) * int(steps_per_epoch))
+    if train.get("schedule") == "cosine":
+        schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=total, alpha=0.01)
+    elif train.get("schedule") == "step":
+        bounds = [int(e * steps_per_epoch) for e in train.get("step_epochs", ())]
+        schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
+            bounds, [lr * 0.1 ** i for i in range(len(bounds) + 1)]) if bounds else lr
+    else:
+        schedule = lr
+    name = train.get("optimizer", "adam")
+    if name == "adam":
+        return keras.optimizers.Adam(schedule, clipnorm=train.get("clipnorm", 10.0))
+    if name == "sgd":
+        return keras.optimizers.SGD(schedule, momentum=float(train.get("momentum", 0.9)),
+                                    clipnorm=train.get("clipnorm", 10.0))
+    raise FrcnnError(f"optimizer={name!r}: expected 'adam' or 'sgd'")
+
+
+def training_dataset(data, model, batch_size, seed=0):
+    """The repeated, shuffled, flipped training ``tf.data.Dataset`` for ``model``'s image sizes."""
+    from frcnn_lib.datasets.pipeline import make_dataset
+
+    s = model.settings
+    return make_dataset(data, batch_size, training=True, min_side=s["image_min_side"],
+                        max_side=s["image_max_side"], shuffle=True, flip=True, seed=seed, repeat=True)
+
+
+def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, resume_state=None,
+        steps_per_epoch=None, verbose=1, extra_callbacks=()):
+    """Train ``model`` (compiled here unless it already is) and write the run folder.
+
+    Args:
+      model: a ``FasterRCNN``.  train_data / val_data: ``DetectionData``.
+      out: the run folder.  epochs: the last epoch (``resume_state`` gives the first).
+      train: the preset's training settings (optimizer, learning rate, schedule).
+
+    Returns the ``keras.callbacks.History``.  Raises FrcnnError if the loss becomes
+    non-finite (the last good checkpoint stays as it was).
+    """
+    os.makedirs(out, exist_ok=True)
+    steps = steps_per_epoch or max(1, math.ceil(len(train_data) / batch_size))
+    # An uncompiled Keras 3 model has no ``optimizer`` attribute at all.
+    if getattr(model, "optimizer", None) is None or not model.compiled:
+        model.compile(optimizer=make_optimizer(train or {"learning_rate": 1e-3, "epochs": epochs},
+                                               steps))
+    initial_epoch = resume_state["epoch"] if resume_state else 0
+    dataset = training_dataset(train_data, model, batch_size, seed=int(model.settings["seed"]) + initial_epoch)
+    stopper = checkpoints.StopOnNonFiniteLoss()
+    callbacks = [stopper]
+    if val_data is not None and len(val_data):
+        callbacks.append(MeanAveragePrecision(val_data, class_names=train_data.class_names, name="val_mAP"))
+    callbacks += [
+        checkpoints.AtomicCheckpoint(os.path.join(out, "checkpoints")),
+        keras.callbacks.CSVLogger(os.path.join(out, "history.csv"), append=resume_state is not None),
+        *extra_callbacks,
+    ]
+    if _tensorboard_available():
+        callbacks.append(keras.callbacks.TensorBoard(os.path.join(out, "tensorboard"), write_graph=False))
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump({"model": model.get_config(), "train": train, "batch_size": batch_size,
+                   "epochs": epochs}, f, indent=2, default=str)
+    history = model.fit(dataset, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+                        callbacks=callbacks, verbose=verbose)
+    if stopper.failure:
+        last = os.path.join(out, "checkpoints", "last.keras")
+        kept = f"the last good checkpoint {last} is intact" if os.path.exists(last) else \
+            "no epoch had completed, so there is no checkpoint"
+        raise FrcnnError(f"training stopped: {stopper.failure}; {kept}. Lower the learning rate "
+                         f"or check the data for broken boxes.")
+    checkpoints.atomic_write(os.path.join(out, "model.keras"), model.save)
+    return history
+
+
+def _tensorboard_available():
+    """TensorBoard is optional (not a dependency of TensorFlow 2.21): without it,
+    ``keras.callbacks.TensorBoard`` fails at the first logged scalar, so leave it out."""
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def detect_dataset(model, data, batch_size=8, progress=True):
+    """``model.detect`` over every image of ``data``: a list of per-image dicts."""
+    from frcnn_lib.progress import progress_bar
+
+    detections = []
+    for start in progress_bar(range(0, len(data), batch_size), "detect", enabled=progress):
+        images = [data.read_image(i) for i in range(start, min(start + batch_size, len(data)))]
+        detections.extend(model.detect(images, batch_size=batch_size))
+    return detections
+
+
+def evaluate(model, data, use_07_metric=True, iou_threshold=0.5, batch_size=8, progress=True):
+    """VOC mAP of ``model`` on ``data``: ``(metrics dict, detections, seconds per image)``."""
+    start = time.perf_counter()
+    detections = detect_dataset(model, data, batch_size, progress)
+    seconds = (time.perf_counter() - start) / max(1, len(data))
+    metrics = evaluate_voc(detections, data.ground_truths(), data.num_classes, iou_threshold, use_07_metric)
+    return metrics, detections, seconds
+
+
+def class_ap_table(metrics, class_names):
+    """``[(class name, AP)]`` in label order."""
+    return [(name, float(metrics["AP"].get(k, float("nan")))) for k, name in enumerate(class_names, 1)]
+
+
+def write_json(path, payload):
+    def default(value):
+        if isinstance(value, (np.floating, np.integer)):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        return str(value)
+    checkpoints.atomic_write(path, lambda tmp: open(tmp, "w").write(json.dumps(payload, indent=2, default=default)))

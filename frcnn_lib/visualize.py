@@ -1,0 +1,81 @@
+"""Drawing boxes and plotting training curves with matplotlib (used by reports and notebooks)."""
+import matplotlib
+
+matplotlib.use(matplotlib.get_backend() if matplotlib.get_backend() else "Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib import patches  # noqa: E402
+
+PALETTE = plt.get_cmap("tab10").colors
+
+
+def draw_boxes(ax, image, boxes, labels=None, scores=None, class_names=None, color=None,
+               linestyle="-", linewidth=1.5, fontsize=7):
+    """Show ``image`` (``(H, W, 3)``) on ``ax`` with ``boxes (n, 4)`` xyxy drawn over it.
+
+    Labels (1-based, named by ``class_names[label - 1]``) and scores are written at each
+    box's top-left corner.  ``image=None`` draws on the axes as they are.
+    """
+    if image is not None:
+        ax.imshow(np.asarray(image).astype(np.uint8) if np.asarray(image).dtype != np.uint8 else image)
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    for i, (x1, y1, x2, y2) in enumerate(boxes):
+        label = None if labels is None else int(labels[i])
+        c = color or PALETTE[(label or 0) % len(PALETTE)]
+        ax.add_patch(patches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=c,
+                                       linewidth=linewidth, linestyle=linestyle))
+        text = []
+        if label is not None:
+            text.append(class_names[label - 1] if class_names and 0 < label <= len(class_names) else str(label))
+        if scores is not None:
+            text.append(f"{float(scores[i]):.2f}")
+        if text:
+            ax.text(x1, y1, " ".join(text), color="white", fontsize=fontsize, va="bottom",
+                    bbox=dict(facecolor=c, alpha=0.7, pad=1, linewidth=0))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
+
+
+def plot_history(history, path=None, names=("loss", "rpn_objectness", "rpn_box", "rcnn_class", "rcnn_box")):
+    """Loss curves from a ``keras.callbacks.History.history`` dict (train and ``val_`` keys)."""
+    names = [n for n in names if n in history]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 2.6), dpi=90, squeeze=False)
+    for ax, name in zip(axes[0], names):
+        epochs = np.arange(1, len(history[name]) + 1)
+        ax.plot(epochs, history[name], label="train")
+        if f"val_{name}" in history:
+            ax.plot(epochs, history[f"val_{name}"], label="val")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    if path:
+        fig.savefig(path)
+        plt.close(fig)
+    return fig
+
+
+def detection_grid(images, detections, ground_truths=None, class_names=None, path=None, columns=4,
+                   min_score=0.5):
+    """A grid of images with detections (solid) and ground truth (dashed, white)."""
+    rows = int(np.ceil(len(images) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.6 * rows), dpi=90, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, image in enumerate(images):
+        ax = axes.ravel()[i]
+        ax.axis("on")
+        ax.imshow(image)
+        if ground_truths is not None:
+            draw_boxes(ax, None, ground_truths[i]["boxes"], color="white", linestyle="--", linewidth=1)
+        det = detections[i]
+        keep = np.asarray(det["scores"]) >= min_score
+        draw_boxes(ax, None, np.asarray(det["boxes"])[keep], np.asarray(det["labels"])[keep],
+                   np.asarray(det["scores"])[keep], class_names)
+    fig.tight_layout()
+    if path:
+        fig.savefig(path)
+        plt.close(fig)
+    return fig
