@@ -1,0 +1,231 @@
+"""``tf.data`` batches for training and evaluation: resize, flip, pad to a fixed canvas.
+
+Shape glossary: ``B`` images, ``G`` ground-truth boxes per image (padded), ``h, w`` an
+original image, ``h', w'`` after resizing, ``Hc, Wc`` the canvas a batch is padded to.
+
+Every element is ``(images, targets)``:
+
+- ``images (B, Hc, Wc, 3)`` float32 in 0..255 (the model normalises); content at the top
+  left, zeros bottom and right.
+- ``targets["boxes"] (B, G, 4)`` float32 xyxy in RESIZED pixels (padding rows are 0),
+  ``targets["labels"] (B, G)`` int32 in ``1..K``, ``-1`` for padding,
+  ``targets["image_sizes"] (B, 2)`` int32 ``(h', w')``, ``targets["scales"] (B,)``
+  float32 ``h' / h`` (original box = resized box / scale), ``targets["indices"] (B,)``
+  int32 position of the record in the DetectionData (to fetch its ground truth).
+
+Resizing keeps the aspect ratio: the shorter side becomes ``min_side`` unless the longer
+would then exceed ``max_side`` (then the longer side becomes ``max_side``).  Both sides are
+rounded to whole pixels, so the true x and y factors can differ from ``scale`` by less than
+half a pixel over the image; boxes use ``scale`` so that dividing by it is exact.
+
+Fixed canvases, so that the model traces once per orientation and never per image size:
+landscape and square images go on ``(ceil32(min_side), ceil32(max_side))``, portrait ones
+on its transpose, and a batch holds one orientation only (``group_by_window``).  When
+``min_side == max_side`` the two canvases coincide and the element spec is fully static
+(except ``B``); otherwise the two canvas shapes alternate and the spec leaves ``Hc, Wc``
+unknown.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+from frcnn_lib.boxes import clip
+from frcnn_lib.datasets.records import is_int
+from frcnn_lib.errors import FrcnnError
+
+CANVAS_MULTIPLE = 32
+
+
+def canvas_size(min_side, max_side, portrait=False) -> tuple[int, int]:
+    """``(Hc, Wc)``: the padded canvas for one orientation, sides rounded up to 32."""
+    short = int(math.ceil(min_side / CANVAS_MULTIPLE) * CANVAS_MULTIPLE)
+    long = int(math.ceil(max_side / CANVAS_MULTIPLE) * CANVAS_MULTIPLE)
+    return (long, short) if portrait else (short, long)
+
+
+def resize_image(image, min_side, max_side):
+    """Resize ``image (h, w, C)`` keeping its aspect ratio (graph-safe).
+
+    Returns:
+      ``(resized (h', w', C) float32 in 0..255, scale () float32)`` with
+      ``scale = min(min_side / min(h, w), max_side / max(h, w))`` and
+      ``h', w' = round(h * scale), round(w * scale)``.  An image already at its target
+      size is only cast, not resampled.
+    """
+    image = tf.convert_to_tensor(image)
+    shape = tf.shape(image)
+    h = tf.cast(shape[0], tf.float32)
+    w = tf.cast(shape[1], tf.float32)
+    scale = tf.minimum(min_side / tf.minimum(h, w), max_side / tf.maximum(h, w))
+    new_h = tf.maximum(tf.cast(tf.round(h * scale), tf.int32), 1)
+    new_w = tf.maximum(tf.cast(tf.round(w * scale), tf.int32), 1)
+    image = tf.cast(image, tf.float32)
+    unchanged = tf.logical_and(tf.equal(new_h, shape[0]), tf.equal(new_w, shape[1]))
+    resized = tf.cond(
+        unchanged, lambda: image,
+        lambda: tf.image.resize(image, tf.stack([new_h, new_w]), "bilinear", antialias=True))
+    return tf.clip_by_value(resized, 0.0, 255.0), scale
+
+
+def resize_for_inference(image, min_side=600, max_side=1000):
+    """Prepare one user image for the model, as the pipeline does for evaluation.
+
+    Args:
+      image: ``uint8`` array ``(h, w)``, ``(h, w, 1)``, ``(h, w, 3)`` or ``(h, w, 4)``
+        (grayscale is repeated to RGB, alpha is dropped).
+
+    Returns:
+      ``(resized (h', w', 3) float32 tf.Tensor in 0..255, scale float)``.  Pad it with
+      :func:`pad_to_canvas` onto :func:`canvas_size` to keep the model's input shape fixed;
+      divide predicted boxes by ``scale`` to get original pixels.
+    """
+    image = to_rgb_array(image)
+    resized, scale = resize_image(image, min_side, max_side)
+    return resized, float(scale)
+
+
+def to_rgb_array(image) -> np.ndarray:
+    """A user image (uint8 gray, gray+1, RGB or RGBA) -> ``uint8 (h, w, 3)``."""
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        raise FrcnnError(f"image: expected a uint8 array, got dtype {array.dtype}")
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4) or min(array.shape[:2]) < 1:
+        raise FrcnnError(f"image: expected shape (h, w), (h, w, 1), (h, w, 3) or (h, w, 4), "
+                         f"got {array.shape}")
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    return array[..., :3]
+
+
+def pad_to_canvas(image, canvas):
+    """Zero-pad ``image (h', w', C)`` at the bottom and right to ``canvas = (Hc, Wc)``."""
+    return tf.image.pad_to_bounding_box(image, 0, 0, canvas[0], canvas[1])
+
+
+def make_dataset(data, batch_size=2, training=False, min_side=None, max_side=None,
+                 max_boxes=None, flip=True, shuffle=True, seed=0, repeat=False,
+                 drop_remainder=False, use_difficult=False) -> tf.data.Dataset:
+    """Batches of ``(images, targets)`` from a DetectionData (see the module docstring).
+
+    Args:
+      data: a DetectionData (``frcnn_lib.datasets.load(...)``).
+      batch_size: images per batch ``B``.
+      training: if True, shuffle and randomly flip (as allowed by ``shuffle``, ``flip``).
+      min_side, max_side: resize targets; ``None`` takes ``data.default_sides``
+        (``(600, 1000)`` for VOC and COCO, the native size for ``shapes``).
+      max_boxes: ``G``; default the most boxes in any image of ``data`` (at least 1).
+        Images with more keep their first ``G`` boxes (with a warning).
+      flip: random horizontal flip when training (``x1' = w' - x2``, ``x2' = w' - x1``).
+      shuffle: reshuffle every epoch when training.
+      seed: seeds shuffling and flipping (the same seed gives the same batches).
+      repeat: repeat forever.
+      drop_remainder: drop a last incomplete batch per orientation (makes ``B`` static).
+      use_difficult: keep VOC ``difficult`` boxes as training targets (default: left out,
+        as in the paper's code; evaluation still sees them).
+
+    Returns:
+      A ``tf.data.Dataset``, prefetched.
+    """
+    if len(data) == 0:
+        raise FrcnnError(f"dataset {data.name or ''}: has no images")
+    if not is_int(batch_size, 1):
+        raise FrcnnError(f"batch_size: expected a positive int, got {batch_size!r}")
+    default_min, default_max = data.default_sides
+    min_side = default_min if min_side is None else min_side
+    max_side = default_max if max_side is None else max_side
+    numbers = (int, float, np.integer, np.floating)
+    if not (isinstance(min_side, numbers) and isinstance(max_side, numbers)
+            and 0 < min_side <= max_side):
+        raise FrcnnError(f"min_side, max_side: expected 0 < min_side <= max_side, "
+                         f"got {min_side}, {max_side}")
+    num_boxes = max_boxes if max_boxes is not None else data.max_boxes(use_difficult)
+    if not is_int(num_boxes, 1):
+        raise FrcnnError(f"max_boxes: expected a positive int, got {max_boxes!r}")
+    num_boxes = int(num_boxes)
+    too_many = [i for i, r in enumerate(data.records)
+                if (len(r.boxes) if use_difficult else int(np.sum(~r.difficult))) > num_boxes]
+    if too_many:
+        warnings.warn(f"{len(too_many)} images have more than max_boxes={num_boxes} boxes "
+                      f"(first: index {too_many[0]}); only the first {num_boxes} are kept",
+                      stacklevel=2)
+
+    landscape_canvas = canvas_size(min_side, max_side)
+    portrait_canvas = canvas_size(min_side, max_side, portrait=True)
+    single_canvas = landscape_canvas == portrait_canvas
+    do_flip = bool(training and flip)
+
+    def load(index):  # host side: decode the image, pad the boxes to G
+        i = int(index)
+        record = data.records[i]
+        image = data.read_image(i)
+        keep = np.ones(len(record.boxes), bool) if use_difficult else ~record.difficult
+        boxes = np.zeros((num_boxes, 4), np.float32)
+        labels = np.full((num_boxes,), -1, np.int32)
+        kept_boxes = record.boxes[keep][:num_boxes]
+        boxes[:len(kept_boxes)] = kept_boxes
+        labels[:len(kept_boxes)] = record.labels[keep][:num_boxes]
+        return image, boxes, labels
+
+    def load_tf(index, flip_bits):
+        image, boxes, labels = tf.numpy_function(
+            load, [index], [tf.uint8, tf.float32, tf.int32], stateful=False)
+        image = tf.ensure_shape(image, [None, None, 3])
+        boxes = tf.ensure_shape(boxes, [num_boxes, 4])
+        labels = tf.ensure_shape(labels, [num_boxes])
+        return index, image, boxes, labels, flip_bits
+
+    def prepare(index, image, boxes, labels, flip_bits):
+        image, scale = resize_image(image, min_side, max_side)
+        size = tf.shape(image)[:2]
+        height, width = size[0], size[1]
+        boxes = clip(boxes * scale, height, width)
+        if do_flip:
+            flip_now = tf.equal(flip_bits % 2, 1)
+            image = tf.cond(flip_now, lambda: tf.reverse(image, axis=[1]), lambda: image)
+            flipped = flip_boxes(boxes, width)
+            boxes = tf.where(flip_now, flipped, boxes)
+        boxes = tf.where((labels >= 0)[:, None], boxes, 0.0)
+        if single_canvas:
+            image = pad_to_canvas(image, landscape_canvas)
+            image = tf.ensure_shape(image, [*landscape_canvas, 3])
+        else:
+            portrait = height > width
+            canvas_h = tf.where(portrait, portrait_canvas[0], landscape_canvas[0])
+            canvas_w = tf.where(portrait, portrait_canvas[1], landscape_canvas[1])
+            image = pad_to_canvas(image, (canvas_h, canvas_w))
+        targets = {"boxes": boxes, "labels": labels, "image_sizes": tf.cast(size, tf.int32),
+                   "scales": scale, "indices": tf.cast(index, tf.int32)}
+        return image, targets
+
+    n = len(data)
+    indices = tf.data.Dataset.range(n)
+    if training and shuffle:
+        indices = indices.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        indices = indices.repeat()
+    bits = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    ds = tf.data.Dataset.zip(indices, bits)
+    ds = ds.map(load_tf, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    if single_canvas:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    else:
+        ds = ds.group_by_window(
+            key_func=lambda image, t: tf.cast(t["image_sizes"][0] > t["image_sizes"][1], tf.int64),
+            reduce_func=lambda key, window: window.batch(batch_size, drop_remainder=drop_remainder),
+            window_size=batch_size)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def flip_boxes(boxes, width):
+    """Mirror xyxy ``boxes (..., 4)`` in an image of ``width``: ``x1' = w - x2, x2' = w - x1``."""
+    boxes = tf.convert_to_tensor(boxes, tf.float32)
+    width = tf.cast(width, tf.float32)
+    x1, y1, x2, y2 = tf.unstack(boxes, axis=-1)
+    return tf.stack([width - x2, y1, width - x1, y2], axis=-1)
