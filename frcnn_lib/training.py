@@ -18,6 +18,7 @@ import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from frcnn_lib import checkpoints
 from frcnn_lib.errors import FrcnnError
@@ -89,8 +90,17 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump({"model": model.get_config(), "train": train, "batch_size": batch_size,
                    "epochs": epochs}, f, indent=2, default=str)
-    history = model.fit(dataset, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-                        callbacks=callbacks, verbose=verbose)
+    try:
+        history = model.fit(dataset, epochs=epochs, initial_epoch=initial_epoch,
+                            steps_per_epoch=steps, callbacks=callbacks, verbose=verbose)
+    except tf.errors.InvalidArgumentError as err:
+        # The pipeline reads images on the host; a FrcnnError raised there (a corrupt or
+        # missing file) reaches us wrapped by tf.data.  Unwrap it to its one-line message.
+        marker = "FrcnnError: "
+        if marker not in err.message:
+            raise
+        detail = err.message.split(marker, 1)[1].splitlines()[0]
+        raise FrcnnError(f"{detail} (found while training; earlier checkpoints are intact)") from err
     if stopper.failure:
         last = os.path.join(out, "checkpoints", "last.keras")
         kept = f"the last good checkpoint {last} is intact" if os.path.exists(last) else \
