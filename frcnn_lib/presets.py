@@ -24,7 +24,7 @@ PRESETS = {
             roi_background_iou_low=0.0, weight_decay=1e-4,
             image_min_side=160, image_max_side=160),
         "train": dict(optimizer="adam", learning_rate=1e-3, schedule="cosine", batch_size=4,
-                      epochs=12, train_images=1500, val_images=200, test_images=300),
+                      epochs=16, train_images=2000, val_images=100, test_images=300),
     },
     "voc_vgg16": {
         "data": "voc:datasets/data/VOCdevkit/VOC2007:trainval",

@@ -37,13 +37,15 @@ def draw_boxes(ax, image, boxes, labels=None, scores=None, class_names=None, col
     return ax
 
 
-def plot_history(history, path=None, names=("loss", "rpn_objectness", "rpn_box", "rcnn_class", "rcnn_box")):
-    """Loss curves from a ``keras.callbacks.History.history`` dict (train and ``val_`` keys)."""
+def plot_history(history, path=None,
+                 names=("loss", "rpn_objectness", "rpn_box", "rcnn_class", "rcnn_box", "val_mAP")):
+    """Loss curves (and ``val_mAP``) from a ``keras.callbacks.History.history`` dict; a
+    ``val_`` twin of a loss is drawn on the same axes."""
     names = [n for n in names if n in history]
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 2.6), dpi=90, squeeze=False)
     for ax, name in zip(axes[0], names):
         epochs = np.arange(1, len(history[name]) + 1)
-        ax.plot(epochs, history[name], label="train")
+        ax.plot(epochs, history[name], label="val" if name.startswith("val_") else "train")
         if f"val_{name}" in history:
             ax.plot(epochs, history[f"val_{name}"], label="val")
         ax.set_title(name, fontsize=9)
