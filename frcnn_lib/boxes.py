@@ -12,7 +12,8 @@ Regression deltas (Ren et al. 2015, eq. 2) on centre/size form, scaled by ``weig
     tx = wx * (x - xa) / wa      ty = wy * (y - ya) / ha
     tw = ww * log(w / wa)        th = wh * log(h / ha)
 
-Invariant: ``decode(encode(b, a, w), a, w) == b`` for boxes and anchors of positive size.
+Invariant: ``decode(encode(b, a, w), a, w) == b`` for boxes and anchors of positive size,
+as long as no side of ``b`` exceeds ``1000 / 16`` times the anchor's (``decode``'s clamp).
 """
 import math
 

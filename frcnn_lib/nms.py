@@ -3,7 +3,8 @@
 Shape glossary: ``B`` images, ``N`` boxes, ``D`` the fixed output size.
 
 Greedy NMS keeps the highest-scoring box, drops every remaining box whose IoU with it is
-``> iou_threshold``, and repeats.  Ties in score go to the lower index.  Class-wise NMS
+``> iou_threshold`` (IoU as in :func:`frcnn_lib.boxes.iou`: inverted boxes overlap nothing),
+and repeats.  Ties in score go to the lower index.  Class-wise NMS
 (:func:`batched_nms`) runs NMS separately per label, by shifting each label's boxes to a
 region of their own so that boxes of different labels never overlap, then one NMS call.
 """
@@ -12,7 +13,10 @@ import tensorflow as tf
 
 def _yxyx(boxes):
     # tf.image's NMS takes yxyx; the scale does not matter to IoU, so no normalisation.
-    return tf.gather(tf.convert_to_tensor(boxes, tf.float32), [1, 0, 3, 2], axis=-1)
+    # It also reads any two opposite corners as a box, so collapse inverted boxes to zero
+    # size first: like boxes.iou, they then overlap nothing.
+    x1, y1, x2, y2 = tf.unstack(tf.convert_to_tensor(boxes, tf.float32), axis=-1)
+    return tf.stack([y1, x1, tf.maximum(y2, y1), tf.maximum(x2, x1)], axis=-1)
 
 
 def nms(boxes, scores, iou_threshold, max_output_size, score_threshold=float("-inf")):

@@ -61,7 +61,8 @@ def rcnn_targets(proposals, proposal_valid, gt_boxes, gt_labels, seed, num_sampl
     """Sample RoIs from the proposals plus the ground truth, with their targets.
 
     Foreground: IoU ``>= foreground_iou`` with a ground truth (label = its class).
-    Background: IoU in ``[background_iou_low, background_iou_high)`` (label 0).
+    Background: IoU in ``[background_iou_low, background_iou_high)`` (label 0); in an image
+    without ground truth every valid proposal counts as IoU 0.
 
     Args:
       proposals: ``(B, P, 4)``.  proposal_valid: ``(B, P)`` bool.
@@ -69,7 +70,7 @@ def rcnn_targets(proposals, proposal_valid, gt_boxes, gt_labels, seed, num_sampl
 
     Returns:
       ``rois (B, R, 4)``, ``labels (B, R)`` int32 (class, 0 background, -1 padding slot),
-      ``deltas (B, R, 4)`` encoded with ``weights`` (meaningful where ``labels >= 1``).
+      ``deltas (B, R, 4)`` encoded with ``weights`` where ``labels >= 1``, 0 elsewhere.
     """
     proposals = tf.stop_gradient(tf.convert_to_tensor(proposals, tf.float32))
     gt_boxes, gt_labels = _pad_one(gt_boxes, gt_labels)
@@ -78,7 +79,9 @@ def rcnn_targets(proposals, proposal_valid, gt_boxes, gt_labels, seed, num_sampl
     candidate_valid = tf.concat([tf.cast(proposal_valid, tf.bool), gt_valid], axis=1)
     ious = box_ops.iou(candidates, gt_boxes)                            # (B, P+G, G)
     ious = tf.where(gt_valid[:, None, :] & candidate_valid[:, :, None], ious, -1.0)
-    max_iou = tf.reduce_max(ious, axis=2)
+    # A valid candidate in an image without ground truth overlaps nothing: IoU 0, not -1, so
+    # that it is background exactly when an IoU-0 candidate of an image with objects would be.
+    max_iou = tf.where(candidate_valid, tf.maximum(tf.reduce_max(ious, axis=2), 0.0), -1.0)
     matched = tf.argmax(ious, axis=2, output_type=tf.int32)
     foreground = max_iou >= foreground_iou
     background = (max_iou >= background_iou_low) & (max_iou < background_iou_high)
@@ -87,7 +90,7 @@ def rcnn_targets(proposals, proposal_valid, gt_boxes, gt_labels, seed, num_sampl
     indices, valid = select_sampled(labels, num_samples)
 
     rois = tf.gather(candidates, indices, batch_dims=1)
-    roi_fg = tf.gather(labels, indices, batch_dims=1) == 1
+    roi_fg = valid & (tf.gather(labels, indices, batch_dims=1) == 1)  # padding slots: not fg
     roi_gt = tf.gather(matched, indices, batch_dims=1)
     matched_boxes = tf.gather(gt_boxes, roi_gt, batch_dims=1)
     matched_class = tf.gather(gt_labels, roi_gt, batch_dims=1)
