@@ -7,7 +7,9 @@ Coordinates: feature pixel ``(i, j)`` sits over the image point ``((j + 0.5) * s
 (i + 0.5) * stride)``, so an image coordinate ``x`` is the continuous feature coordinate
 ``x / stride - 0.5`` (Detectron2's ``aligned=True``).  Both functions take RoIs in image
 pixels (xyxy) with the index of the image each belongs to, and call
-``tf.image.crop_and_resize`` (bilinear sampling) once for the whole batch.
+``tf.image.crop_and_resize`` (bilinear sampling) once for the whole batch.  Borders as in
+Detectron2: a sample up to one pixel outside ``[0, Hf - 1] x [0, Wf - 1]`` reads the nearest
+edge value (so RoIs touching the image border see real features), farther out 0.
 
 * :func:`roi_pool` -- as in Luminoth: crop-and-resize the RoI to ``2S x 2S`` samples spanning
   it edge to edge, then 2x2 max-pool to ``S x S``.  A differentiable stand-in for the
@@ -22,24 +24,29 @@ def _crop(features, rois, box_indices, stride, samples, first, last):
     """Bilinear samples on a ``samples x samples`` grid per RoI.
 
     Along each axis the first sample lies at ``lo + first * (hi - lo)`` and the last at
-    ``lo + last * (hi - lo)``, in continuous feature coordinates.
+    ``lo + last * (hi - lo)``, in continuous feature coordinates.  Border rule of
+    Detectron2's RoIAlign: a sample within one pixel outside the map reads the nearest edge
+    value; one farther out reads 0.
     """
     features = tf.convert_to_tensor(features)
     rois = tf.convert_to_tensor(rois, tf.float32)
-    shape = tf.shape(features)
+    # One edge-replicated pixel all round: coordinates in [-1, 0] and [Hf - 1, Hf] read the
+    # edge value, and crop_and_resize's zero extrapolation starts exactly one pixel out.
+    # (It also gives one-pixel maps the two rows crop_and_resize's (Hf - 1) scaling needs.)
+    feats = tf.pad(tf.cast(features, tf.float32), [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+    shape = tf.shape(feats)
     hf = tf.cast(shape[1], tf.float32)
     wf = tf.cast(shape[2], tf.float32)
-    f = rois / tf.cast(stride, tf.float32) - 0.5                       # feature coordinates
+    f = rois / tf.cast(stride, tf.float32) - 0.5 + 1.0          # padded feature coordinates
     x1, y1, x2, y2 = tf.unstack(f, axis=-1)
     w, h = x2 - x1, y2 - y1
     # crop_and_resize puts sample k at  y_norm1 * (Hf - 1) + k * (y_norm2 - y_norm1) * (Hf - 1) / (n - 1).
-    ny1 = (y1 + first * h) / tf.maximum(hf - 1.0, 1.0)
-    ny2 = (y1 + last * h) / tf.maximum(hf - 1.0, 1.0)
-    nx1 = (x1 + first * w) / tf.maximum(wf - 1.0, 1.0)
-    nx2 = (x1 + last * w) / tf.maximum(wf - 1.0, 1.0)
+    ny1 = (y1 + first * h) / (hf - 1.0)
+    ny2 = (y1 + last * h) / (hf - 1.0)
+    nx1 = (x1 + first * w) / (wf - 1.0)
+    nx2 = (x1 + last * w) / (wf - 1.0)
     norm = tf.stop_gradient(tf.stack([ny1, nx1, ny2, nx2], axis=-1))
-    crops = tf.image.crop_and_resize(tf.cast(features, tf.float32), norm,
-                                     tf.cast(box_indices, tf.int32), [samples, samples])
+    crops = tf.image.crop_and_resize(feats, norm, tf.cast(box_indices, tf.int32), [samples, samples])
     return tf.cast(crops, features.dtype)
 
 
