@@ -4,12 +4,17 @@ A run folder holds ``checkpoints/last.keras`` (weights, optimizer state, config)
 ``checkpoints/state.json`` (``{"epoch": e, "step": s}``, the epochs completed).  Each is
 written to a temporary file in the same folder, flushed to disk, then renamed over the old
 one (``os.replace`` is atomic on POSIX and Windows), so a kill at any instant leaves the
-previous complete checkpoint or the new one, never a torn file.
+previous complete checkpoint or the new one, never a torn file.  The state is also stored
+inside ``last.keras`` (member ``frcnn_state.json``) and that copy is the one resuming
+trusts, so a kill between the two renames cannot pair new weights with an old epoch.
+Temporary files left by a kill are removed when training starts again.
 """
+import glob
 import json
 import math
 import os
 import tempfile
+import zipfile
 
 import keras
 import numpy as np
@@ -22,16 +27,37 @@ def atomic_write(path, write):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=TMP_PREFIX, suffix=suffix)
     os.close(fd)
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        # mkstemp creates the file 0600; give it the permissions of an ordinary new file.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+TMP_PREFIX = ".tmp-"
+STATE_MEMBER = "frcnn_state.json"
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(folder):
+    """Delete the temporary files that a killed :func:`atomic_write` left in ``folder``."""
+    for path in glob.glob(os.path.join(glob.escape(folder), TMP_PREFIX + "*")):
+        try:
+            os.remove(path)
+        except OSError:
+            pass
 
 
 def _finite_weights(model):
@@ -48,12 +74,20 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self.model_path = os.path.join(folder, "last.keras")
         self.state_path = os.path.join(folder, "state.json")
 
+    def on_train_begin(self, logs=None):
+        remove_stale_temporaries(self.folder)
+
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss", 0.0)
-        if not math.isfinite(float(loss)) or not _finite_weights(self.model):
+        if self.model.stop_training or not math.isfinite(float(loss)) or not _finite_weights(self.model):
             return
-        atomic_write(self.model_path, self.model.save)
         state = {"epoch": epoch + 1, "step": int(self.model.optimizer.iterations.numpy())}
+
+        def write_model(tmp):
+            self.model.save(tmp)
+            with zipfile.ZipFile(tmp, "a") as archive:
+                archive.writestr(STATE_MEMBER, json.dumps(state))
+        atomic_write(self.model_path, write_model)
 
         def write_state(tmp):
             with open(tmp, "w") as f:
@@ -84,12 +118,25 @@ def load_checkpoint(folder):
         raise FrcnnError(f"{folder}: no checkpoint to resume from (expected last.keras and "
                          f"state.json there; they are written at the end of each epoch)")
     try:
-        with open(state_path) as f:
-            state = json.load(f)
+        with zipfile.ZipFile(model_path) as archive:
+            inside = STATE_MEMBER in archive.namelist()
+            text = archive.read(STATE_MEMBER) if inside else None
+        where = f"{model_path}:{STATE_MEMBER}" if inside else state_path
+        if not inside:  # written by an older version
+            with open(state_path, "rb") as f:
+                text = f.read()
+        state = json.loads(text)
         epoch, step = int(state["epoch"]), int(state["step"])
+    except zipfile.BadZipFile as err:
+        raise FrcnnError(f"{model_path}: not a .keras archive ({err})") from err
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise FrcnnError(f"{state_path}: unreadable checkpoint state ({err})") from err
+        raise FrcnnError(f"{where}: unreadable checkpoint state ({err})") from err
     model = load_model(model_path)
+    optimizer = getattr(model, "optimizer", None)
+    restored = int(optimizer.iterations.numpy()) if optimizer is not None else None
+    if restored != step:
+        raise FrcnnError(f"{model_path}: the optimizer state was not restored (iterations "
+                         f"{restored}, expected {step}); cannot resume this run exactly")
     return model, {"epoch": epoch, "step": step}
 
 

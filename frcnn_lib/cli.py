@@ -13,8 +13,31 @@ DATA_HELP = ("dataset spec: 'shapes', 'shapes:SPLIT' (train, val, test), "
              "'voc:VOCDEVKIT/VOC2007:SPLIT' or 'coco:ANNOTATIONS.json:IMAGE_DIR'")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line error format (``frcnn: error: ...``, exit 2)."""
+
+    def error(self, message):
+        command = self.prog.split(" ", 1)[1] if " " in self.prog else ""
+        where = f"{command}: " if command else ""
+        self.exit(2, f"frcnn: error: {where}{message} (see '{self.prog} --help')\n")
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {'number' if kind is float else 'whole number'}, "
+                                             f"got {text!r}") from None
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"expected a positive finite value, got {text!r}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def _parser():
-    p = argparse.ArgumentParser(prog="frcnn", description="Faster R-CNN (Ren et al. 2015): train, "
+    p = _Parser(prog="frcnn", description="Faster R-CNN (Ren et al. 2015): train, "
                                 "evaluate, predict and export detectors built with frcnn_lib.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -26,10 +49,10 @@ def _parser():
     t.add_argument("--preset", default="shapes_cpu", help="named configuration: shapes_cpu, "
                    "voc_vgg16 or coco_resnet50 (default: shapes_cpu)")
     t.add_argument("--out", required=True, help="run folder to write (created if missing)")
-    t.add_argument("--epochs", type=int, help="number of epochs (default: the preset's)")
-    t.add_argument("--batch-size", type=int, help="images per step (default: the preset's)")
-    t.add_argument("--learning-rate", type=float, help="initial learning rate (default: the preset's)")
-    t.add_argument("--train-images", type=int, help="shapes only: number of generated training images")
+    t.add_argument("--epochs", type=_positive(int), help="number of epochs (default: the preset's)")
+    t.add_argument("--batch-size", type=_positive(int), help="images per step (default: the preset's)")
+    t.add_argument("--learning-rate", type=_positive(float), help="initial learning rate (default: the preset's)")
+    t.add_argument("--train-images", type=_positive(int), help="shapes only: number of generated training images")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a FasterRCNN argument, VALUE in JSON (e.g. --set rpn_nms_iou=0.6)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints (weights, "
@@ -67,8 +90,8 @@ def _parser():
                        description="Train the shapes_cpu preset, evaluate VOC07 mAP@0.5 on held-out "
                        "shapes images, and write OUT/report.md with loss curves and detections.")
     d.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
-    d.add_argument("--epochs", type=int, help="number of epochs (default: the preset's)")
-    d.add_argument("--train-images", type=int, help="number of generated training images")
+    d.add_argument("--epochs", type=_positive(int), help="number of epochs (default: the preset's)")
+    d.add_argument("--train-images", type=_positive(int), help="number of generated training images")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -84,6 +107,60 @@ def _writable_folder(path, what="--out"):
     except OSError as err:
         raise FrcnnError(f"{what} {path}: cannot write there ({err.strerror or err})") from err
     return path
+
+
+def _existing_file(path, what):
+    """Fail early (before TensorFlow loads) on an input file that is not there."""
+    from frcnn_lib.errors import FrcnnError
+    if not os.path.isfile(path):
+        state = "is a folder" if os.path.isdir(path) else "does not exist"
+        raise FrcnnError(f"{what} {path}: {state}; expected a file")
+    return path
+
+
+def _writable_file(path, what="--out"):
+    """Check before long work that ``path`` can be written (its folder is created)."""
+    from frcnn_lib.errors import FrcnnError
+    if os.path.isdir(path):
+        raise FrcnnError(f"{what} {path}: is a folder; expected a file name")
+    _writable_folder(os.path.dirname(os.path.abspath(path)), f"{what} {path}: folder")
+    return path
+
+
+def _check_overrides(overrides, defaults):
+    """``--set`` values against the FasterRCNN arguments: known key, value of the right type."""
+    import difflib
+    import math
+    from frcnn_lib.errors import FrcnnError
+
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    for key, value in overrides.items():
+        if key not in defaults:
+            close = difflib.get_close_matches(key, list(defaults), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise FrcnnError(f"--set {key}: unknown FasterRCNN argument{hint}; see "
+                             f"frcnn_lib.model.DEFAULTS for the accepted ones")
+        default = defaults[key]
+        if isinstance(default, bool):
+            ok, expected = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, expected = number(value) and float(value).is_integer(), "a whole number"
+            if ok:
+                overrides[key] = int(value)
+        elif isinstance(default, float):
+            ok, expected = number(value), "a finite number"
+        elif isinstance(default, (tuple, list)):
+            ok = isinstance(value, list) and bool(value) and all(number(v) for v in value)
+            expected = "a JSON list of numbers, e.g. [16, 32]"
+        elif default is None or isinstance(default, str):
+            ok, expected = value is None or isinstance(value, str), "a string"
+        else:
+            ok, expected = True, ""
+        if not ok:
+            raise FrcnnError(f"--set {key}={json.dumps(value)}: expected {expected}")
+    return overrides
 
 
 def _overrides(pairs):
@@ -106,38 +183,65 @@ def _load_data(spec, **kwargs):
 
 
 def cmd_train(args):
-    from frcnn_lib import checkpoints, training
-    from frcnn_lib.model import FasterRCNN
+    from frcnn_lib.errors import FrcnnError
     from frcnn_lib.presets import get_preset
 
+    # Everything that can be checked without TensorFlow first, so that mistakes fail fast.
     preset = get_preset(args.preset)
     train = preset["train"]
     for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size),
                        ("learning_rate", args.learning_rate), ("train_images", args.train_images)):
         if value is not None:
             train[key] = value
+    overrides = _overrides(args.set)
     out = _writable_folder(args.out)
+    checkpoint_folder = os.path.join(out, "checkpoints")
+    if args.resume:
+        for name in ("last.keras", "state.json"):
+            _existing_file(os.path.join(checkpoint_folder, name), "--resume: checkpoint")
     spec = args.data or preset["data"]
     shapes_kw = {"num_images": train.get("train_images")} if spec.startswith("shapes") else {}
     data = _load_data(spec, **shapes_kw)
     val = _load_data(args.val_data) if args.val_data else None
+
+    from frcnn_lib import checkpoints, training
+    from frcnn_lib.model import DEFAULTS, FasterRCNN
+
+    overrides = _check_overrides(overrides, DEFAULTS)
     state = None
     if args.resume:
-        model, state = checkpoints.load_checkpoint(os.path.join(out, "checkpoints"))
+        model, state = checkpoints.load_checkpoint(checkpoint_folder)
+        config = model.get_config()
+        for key, value in overrides.items():
+            if json.dumps(config[key]) != json.dumps(list(value) if isinstance(value, tuple) else value):
+                raise FrcnnError(f"--set {key}={json.dumps(value)}: the checkpoint in "
+                                 f"{checkpoint_folder} has {key}={json.dumps(config[key])}; a "
+                                 f"resumed run keeps its model (drop --set or start a new --out)")
+        if model.num_classes != data.num_classes:
+            raise FrcnnError(f"--data {spec}: has {data.num_classes} classes but the checkpoint "
+                             f"in {checkpoint_folder} was trained for {model.num_classes}")
         print(f"resuming from epoch {state['epoch']} (step {state['step']})")
     else:
-        model = FasterRCNN(data.num_classes, **{**preset["model"], **_overrides(args.set)})
+        try:
+            model = FasterRCNN(data.num_classes, **{**preset["model"], **overrides})
+        except (ValueError, TypeError) as err:  # FrcnnError included
+            raise FrcnnError(f"--set / --preset {args.preset}: the model rejected these "
+                             f"settings: {err}") from None
     training.fit(model, data, out, train["epochs"], train["batch_size"], train, val, state,
                  verbose=0 if args.quiet else 1)
     print(f"model written to {os.path.join(out, 'model.keras')}")
 
 
 def cmd_evaluate(args):
+    _existing_file(args.model, "--model")
+    if args.out:
+        _writable_file(args.out)
+    data = _load_data(args.data)
+
     from frcnn_lib import checkpoints, training
     from frcnn_lib.evaluation import evaluate_coco
 
     model = checkpoints.load_model(args.model, compile=False)
-    data = _load_data(args.data)
     if args.metric == "coco":
         detections = training.detect_dataset(model, data, progress=not args.quiet)
         metrics = evaluate_coco(detections, data.ground_truths(),
@@ -152,23 +256,33 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
+    _existing_file(args.model, "--model")
+    for path in args.images:
+        _existing_file(path, "image")
+    out = _writable_folder(args.out)
+
     from frcnn_lib import checkpoints, training
     from frcnn_lib.datasets.imageio import read_image
     from frcnn_lib.progress import progress_bar
     from frcnn_lib.visualize import detection_grid
 
-    out = _writable_folder(args.out)
     model = checkpoints.load_model(args.model, compile=False)
     names = args.class_names.split(",") if args.class_names else None
     results = []
+    used = set()
     for path in progress_bar(args.images, "predict", enabled=not args.quiet):
         image = read_image(path)
         det = model.detect(image)
         keep = det["scores"] >= args.score_threshold
         det = {k: v[keep] for k, v in det.items()}
         stem = os.path.splitext(os.path.basename(path))[0]
+        name, n = stem, 1
+        while name in used:  # a/x.jpg and b/x.png: one picture each
+            n += 1
+            name = f"{stem}-{n}"
+        used.add(name)
         detection_grid([image], [det], class_names=names, columns=1, min_score=0.0,
-                       path=os.path.join(out, f"{stem}.png"))
+                       path=os.path.join(out, f"{name}.png"))
         results.append({"image": path, "boxes": det["boxes"].round(2).tolist(),
                         "scores": det["scores"].round(4).tolist(),
                         "labels": det["labels"].astype(int).tolist(),
@@ -178,14 +292,19 @@ def cmd_predict(args):
 
 
 def cmd_export(args):
-    from frcnn_lib import checkpoints
     from frcnn_lib.errors import FrcnnError
 
-    model = checkpoints.load_model(args.model, compile=False)
-    parent = os.path.dirname(os.path.abspath(args.out))
-    _writable_folder(parent, "--out's parent folder")
-    if os.path.exists(args.out) and os.listdir(args.out):
+    _existing_file(args.model, "--model")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise FrcnnError(f"--out {args.out}: is a file; expected a new folder")
+    if os.path.isdir(args.out) and os.listdir(args.out):
         raise FrcnnError(f"--out {args.out}: folder exists and is not empty; choose a new one")
+    parent = os.path.dirname(os.path.abspath(args.out))
+    _writable_folder(parent, f"--out {args.out}: parent folder")
+
+    from frcnn_lib import checkpoints
+
+    model = checkpoints.load_model(args.model, compile=False)
     model.export(args.out, verbose=False)
     print(f"SavedModel written to {args.out} (signature 'serve': images (B, H, W, 3) float32 -> "
           f"boxes, scores, labels, num_detections)")

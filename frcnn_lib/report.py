@@ -94,4 +94,4 @@ Solid boxes: detections with score >= 0.5 (class, score).  Dashed white: ground 
 
 ![detections](detections.png)
 """
-    training.checkpoints.atomic_write(path, lambda tmp: open(tmp, "w").write(text))
+    training.write_text(path, text)

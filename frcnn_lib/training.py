@@ -75,6 +75,8 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
         model.compile(optimizer=make_optimizer(train or {"learning_rate": 1e-3, "epochs": epochs},
                                                steps))
     initial_epoch = resume_state["epoch"] if resume_state else 0
+    if resume_state:
+        _trim_history(os.path.join(out, "history.csv"), initial_epoch)
     dataset = training_dataset(train_data, model, batch_size, seed=int(model.settings["seed"]) + initial_epoch)
     stopper = checkpoints.StopOnNonFiniteLoss()
     callbacks = [stopper]
@@ -87,9 +89,9 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
     ]
     if _tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(out, "tensorboard"), write_graph=False))
-    with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump({"model": model.get_config(), "train": train, "batch_size": batch_size,
-                   "epochs": epochs}, f, indent=2, default=str)
+    write_text(os.path.join(out, "config.json"),
+               json.dumps({"model": model.get_config(), "train": train, "batch_size": batch_size,
+                           "epochs": epochs}, indent=2, default=str))
     try:
         history = model.fit(dataset, epochs=epochs, initial_epoch=initial_epoch,
                             steps_per_epoch=steps, callbacks=callbacks, verbose=verbose)
@@ -109,6 +111,19 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
                          f"or check the data for broken boxes.")
     checkpoints.atomic_write(os.path.join(out, "model.keras"), model.save)
     return history
+
+
+def _trim_history(path, epochs):
+    """Keep the header and the rows of the first ``epochs`` epochs of ``history.csv``: rows
+    of epochs that did not end in a checkpoint (a NaN stop, a kill) are trained again."""
+    if not os.path.isfile(path):
+        return
+    with open(path) as f:
+        lines = f.read().splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:]
+                        if line.split(",", 1)[0].strip().isdigit() and int(line.split(",", 1)[0]) < epochs]
+    if kept != lines:
+        write_text(path, "".join(kept))
 
 
 def _tensorboard_available():
@@ -151,4 +166,12 @@ def write_json(path, payload):
         if isinstance(value, np.ndarray):
             return value.tolist()
         return str(value)
-    checkpoints.atomic_write(path, lambda tmp: open(tmp, "w").write(json.dumps(payload, indent=2, default=default)))
+    write_text(path, json.dumps(payload, indent=2, default=default))
+
+
+def write_text(path, text):
+    """Write ``text`` to ``path`` atomically (see ``checkpoints.atomic_write``)."""
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+    checkpoints.atomic_write(path, write)
