@@ -32,6 +32,7 @@ IMAGENET_FILES = {
     "vgg16": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
     "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
 }
+VGG16_FULL_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"   # with fc1/fc2, for the RoI head
 # Caffe-style preprocessing of keras.applications' VGG-16 and ResNet-50: BGR, mean-subtracted.
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
@@ -57,12 +58,14 @@ def _imagenet_application(name, weights):
     try:
         return app(include_top=False, weights="imagenet", input_shape=(None, None, 3))
     except Exception as err:  # network errors come in many types (URLError, OSError, ...)
-        cache = os.path.join(os.path.expanduser("~"), ".keras", "models", IMAGENET_FILES[name])
+        folder = os.path.join(os.path.expanduser("~"), ".keras", "models")
+        files = [IMAGENET_FILES[name]] + ([VGG16_FULL_FILE] if name == "vgg16" else [])
         raise FrcnnError(
             f"backbone_weights='imagenet': could not load the {name} ImageNet weights ({err}). "
-            f"Without internet, put the file {IMAGENET_FILES[name]} at {cache} "
-            f"(keras.applications reads it from there), or pass backbone_weights=<path to a "
-            f".weights.h5 file>, or backbone_weights=None to start from random weights.") from err
+            f"Without internet, put {' and '.join(files)} in {folder} (keras.applications reads "
+            f"them from there; the second holds the fc6/fc7 weights of the RoI head), or pass "
+            f"backbone_weights=<path to a .weights.h5 file>, or backbone_weights=None to start "
+            f"from random weights.") from err
 
 
 def _trunk(name, weights):
@@ -180,7 +183,7 @@ def copy_imagenet_head_weights(name, roi_head):
     except Exception as err:
         raise FrcnnError(
             f"could not load the {name} ImageNet weights for the RoI head ({err}); without internet "
-            f"put vgg16_weights_tf_dim_ordering_tf_kernels.h5 (VGG-16, with top) or the ResNet-50 "
-            f"notop file in ~/.keras/models/") from err
+            f"put {VGG16_FULL_FILE if name == 'vgg16' else IMAGENET_FILES[name]} in "
+            f"~/.keras/models/") from err
     for ours, theirs in pairs.items():
         roi_head.get_layer(ours).set_weights(full.get_layer(theirs).get_weights())

@@ -99,7 +99,8 @@ class FasterRCNN(keras.Model):
 
     # ----------------------------------------------------------------- configuration
     def get_config(self):
-        config = {"name": self.name, "trainable": self.trainable, "num_classes": self.num_classes}
+        config = {"name": self.name, "trainable": self.trainable, "num_classes": self.num_classes,
+                  "dtype": keras.saving.serialize_keras_object(self.dtype_policy)}
         for key, value in self.settings.items():
             config[key] = list(value) if isinstance(value, tuple) else value
         return config
@@ -362,8 +363,8 @@ class FasterRCNN(keras.Model):
           ``scores (n,)``, ``labels (n,)``.
         """
         from frcnn_lib.detect import detect_images
-        single = isinstance(images, np.ndarray) and images.ndim in (2, 3) and (
-            images.ndim == 2 or images.shape[-1] in (1, 3, 4))
+        # An array of rank <= 3 is one image (validated by detect_images); rank 4 is a batch.
+        single = isinstance(images, np.ndarray) and images.ndim <= 3
         results = detect_images(self, [images] if single else list(images), batch_size)
         return results[0] if single else results
 
