@@ -94,7 +94,8 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
                            "epochs": epochs}, indent=2, default=str))
     try:
         history = model.fit(dataset, epochs=epochs, initial_epoch=initial_epoch,
-                            steps_per_epoch=steps, callbacks=callbacks, verbose=verbose)
+                            steps_per_epoch=steps, callbacks=callbacks, verbose=verbose,
+                            shuffle=False)  # the dataset shuffles itself
     except tf.errors.InvalidArgumentError as err:
         # The pipeline reads images on the host; a FrcnnError raised there (a corrupt or
         # missing file) reaches us wrapped by tf.data.  Unwrap it to its one-line message.
