@@ -1,0 +1,204 @@
+"""Shared helpers of the benchmarks: machine description, interleaved timing, the settings
+of the two configurations (``vgg16`` paper, ``small`` shapes_cpu) and their compute floors.
+
+Timing rule (the machine may be shared): every result is a ratio of two medians measured in
+one process, with the candidates run round-robin (A, B, C, A, B, C, ...) after warm-up, so
+that a burst of load from another process hits every candidate alike.
+"""
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from frcnn_lib.presets import get_preset  # noqa: E402
+
+VOC_CLASSES = 20
+
+
+def machine_info():
+    """One line: date, nproc, CPU model, load average, TF version."""
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        load = "load avg %.1f %.1f %.1f" % os.getloadavg()
+    except OSError:
+        load = "load avg n/a"
+    return (f"{datetime.date.today().isoformat()}, nproc={os.cpu_count()}, {cpu}, {load}, "
+            f"Python {platform.python_version()}, TF {tf.__version__}")
+
+
+def configs(quick=False):
+    """The two benchmarked configurations.
+
+    ``vgg16``: the paper's settings (600x800 input, 300 test proposals, fc6/fc7 of 4096) on
+    the 20 VOC classes.  ``small``: the ``shapes_cpu`` preset on 160x160 and its 5 classes.
+    ``quick`` shrinks the vgg16 case so that a smoke run takes seconds.
+    """
+    shapes = get_preset("shapes_cpu")["model"]
+    vgg = dict(backbone="vgg16", rpn_post_nms_top_n_test=300, roi_head_units=4096)
+    out = {
+        "vgg16": dict(kwargs=vgg, num_classes=VOC_CLASSES, size=(600, 800)),
+        "small": dict(kwargs=dict(shapes), num_classes=5, size=(160, 160)),
+    }
+    if quick:
+        out["vgg16"] = dict(kwargs=dict(vgg, roi_head_units=256, rpn_channels=64, rpn_pre_nms_top_n_test=600,
+                                        rpn_post_nms_top_n_test=50, rpn_pre_nms_top_n_train=600,
+                                        rpn_post_nms_top_n_train=100, roi_batch_size=32),
+                            num_classes=VOC_CLASSES, size=(128, 160))
+    return out
+
+
+def build_model(cfg):
+    from frcnn_lib import FasterRCNN
+    tf.keras.utils.set_random_seed(0)
+    model = FasterRCNN(cfg["num_classes"], **cfg["kwargs"])
+    model.build()
+    return model
+
+
+def trunk_of(model):
+    """The backbone's conv trunk (without the input preprocessing layer)."""
+    for layer in model.backbone.layers:
+        if layer.name.endswith("_trunk"):
+            return layer
+    raise RuntimeError("no trunk in the backbone")
+
+
+def random_images(batch, size, seed=0):
+    rng = np.random.default_rng(seed)
+    return tf.constant(rng.uniform(0, 255, (batch,) + tuple(size) + (3,)).astype(np.float32))
+
+
+class Timings(dict):
+    """``{name: [wall seconds, ...]}`` with ``.cpu``: ``{name: [process CPU seconds, ...]}``
+    (all threads of this process: unlike wall time, it does not grow while other processes
+    hold the cores, so its ratios are the steadier ones on a shared machine)."""
+
+    def __init__(self, names):
+        super().__init__({name: [] for name in names})
+        self.cpu = {name: [] for name in names}
+
+
+def interleaved(fns, repeats, warmup=1, budget=None):
+    """Run each callable of ``fns`` (name -> fn returning tensors) round-robin.
+
+    Returns :class:`Timings`.  ``warmup`` untimed rounds first.  ``budget`` (seconds) stops
+    adding rounds once spent, but never below 3 rounds.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            _block(fn())
+    times = Timings(fns)
+    start = time.perf_counter()
+    for r in range(repeats):
+        for name, fn in fns.items():
+            c = time.process_time()
+            t = time.perf_counter()
+            _block(fn())
+            times[name].append(time.perf_counter() - t)
+            times.cpu[name].append(time.process_time() - c)
+        if budget is not None and r >= 2 and time.perf_counter() - start > budget:
+            break
+    return times
+
+
+def _block(out):
+    """Force the result to the host so that timing includes all the work."""
+    for t in tf.nest.flatten(out):
+        if hasattr(t, "numpy"):
+            t.numpy()
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def spread(values):
+    """``min-max`` as a short string."""
+    return f"{min(values):.3f}-{max(values):.3f}"
+
+
+def first_call(fn):
+    """Seconds of the first call (tracing + compilation + one run)."""
+    t = time.perf_counter()
+    _block(fn())
+    return time.perf_counter() - t
+
+
+def table(rows, headers):
+    """A markdown-ish table as a string."""
+    cols = [headers] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cols) for i in range(len(headers))]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(headers), sep] + [line(r) for r in cols[1:]])
+
+
+def fc_shapes(model):
+    """``(flattened RoI feature size, head units)`` of a vgg16/small RoI head."""
+    fc6 = model.roi_head.get_layer("fc6")
+    return int(fc6.kernel.shape[0]), int(fc6.kernel.shape[1])
+
+
+def make_floor(model, num_rois, backward=False, optimizer=None):
+    """The compute floor: the model's own conv trunk on the images plus fc6, fc7 as plain
+    matmuls (no bias, no ReLU) on ``num_rois`` rows of random RoI features, one
+    ``tf.function``.  The RoI rows get ``1e-30 * mean(trunk output)`` added, a negligible
+    data dependency that keeps the floor as sequential as the detector, whose head must
+    wait for the feature map (and, training, whose trunk backward waits for the head's):
+    without it TensorFlow overlaps the independent matmuls with the convolutions and the
+    "floor" drops below the sum of its parts.
+
+    ``backward``: one step of ``optimizer`` (default SGD, momentum 0.9) on the dummy loss ``sum(trunk(images)) +
+    sum(fc7(fc6(rois)))``: forward, the gradients of every trunk and fc weight, the gradient
+    with respect to the RoI features (which the detector needs to reach the trunk through
+    RoI pooling), and the update."""
+    trunk = trunk_of(model)
+    feat, units = fc_shapes(model)
+    rng = tf.random.Generator.from_seed(1)
+    w6 = tf.Variable(rng.normal([feat, units], stddev=0.01))
+    w7 = tf.Variable(rng.normal([units, units], stddev=0.01))
+    rois = tf.constant(rng.normal([num_rois, feat]))
+
+    if not backward:
+        @tf.function(autograph=False)
+        def floor(images):
+            features = trunk(images, training=False)
+            x = rois + 1e-30 * tf.reduce_mean(features)
+            return tf.reduce_sum(features) + tf.reduce_sum(tf.matmul(tf.matmul(x, w6), w7))
+        return floor
+
+    import keras
+    optimizer = optimizer or keras.optimizers.SGD(1e-4, momentum=0.9)
+    weights = trunk.trainable_weights + [w6, w7]
+    optimizer.build(weights)
+
+    @tf.function(autograph=False)
+    def floor_step(images):
+        with tf.GradientTape() as tape:
+            tape.watch(rois)
+            features = trunk(images, training=True)
+            x = rois + 1e-30 * tf.reduce_mean(features)
+            loss = tf.reduce_sum(features) + tf.reduce_sum(tf.matmul(tf.matmul(x, w6), w7))
+        grads = tape.gradient(loss, weights + [rois])
+        grads, roi_grad = grads[:-1], grads[-1]
+        optimizer.apply_gradients(zip(grads, weights))
+        return loss, tf.reduce_sum(roi_grad)
+    return floor_step

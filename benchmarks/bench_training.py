@@ -1,0 +1,216 @@
+"""Benchmark: one compiled training step of ``FasterRCNN`` against its compute floor.
+
+Two configurations, random weights, random images each holding 3 ground-truth boxes:
+
+* ``vgg16``: the paper's settings: 600x800, 12000/2000 proposals before/after NMS, 128
+  sampled RoIs, fc6/fc7 of 4096, 20 classes; ``SGD(momentum=0.9)``.
+* ``small``: the ``shapes_cpu`` preset (160x160, 1000/300 proposals, 64 RoIs, 256 units,
+  5 classes) with its own optimizer (Adam, clipnorm 10, from ``training.make_optimizer``).
+
+Timed in one process, round-robin after a warm-up, median of ``--repeats`` runs:
+
+* ``step``: ``model.train_on_batch(images, targets)`` at batch 1 (Keras' compiled train
+  function: forward, the four losses, weight decay, gradients, optimizer update);
+* ``floor``: one ``tf.function``: forward + backward of the model's own conv trunk and of
+  fc6, fc7 as plain matmuls on ``R`` RoI rows (128 for vgg16) with the dummy loss
+  ``sum(outputs)``, including the gradient with respect to the RoI features, and the update
+  by the same optimizer.
+
+Reported: ``step / floor`` (goal for vgg16: <= 1.25) in wall and in process CPU time,
+the first call (tracing) apart; images/s at batch 1, 2, 4 (the three interleaved in this
+process, ``--throughput-repeats`` rounds after each size's first step); and the peak
+resident memory of a training step at batch 1 and 2, each in a fresh subprocess (build +
+two steps; ``VmHWM``, i.e. the ``ru_maxrss`` of that process alone), with the peak after
+the build alone for reference.
+
+Run: ``.venv/bin/python benchmarks/bench_training.py [--configs vgg16,small]
+[--repeats 5] [--throughput-repeats 1] [--ratios-only] [--quick]``.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import _common as C
+import numpy as np
+import tensorflow as tf
+
+
+def training_configs(quick):
+    configs = C.configs(quick)
+    for cfg in configs.values():
+        cfg["num_rois"] = cfg["kwargs"].get("roi_batch_size", 128)
+    return configs
+
+
+def make_optimizer(name, cfg):
+    """The same optimizer for the model and the floor (small learning rates keep random
+    weights finite over the benchmark's few steps; the rate does not change the cost)."""
+    import keras
+    from frcnn_lib.presets import get_preset
+    from frcnn_lib.training import make_optimizer as preset_optimizer
+    if name == "small":
+        train = dict(get_preset("shapes_cpu")["train"], learning_rate=1e-4)
+        return preset_optimizer(train, 100)
+    return keras.optimizers.SGD(1e-4, momentum=0.9)
+
+
+def batch_data(batch, size, seed=0):
+    """Random images and 3 boxes per image (in the middle third of the image)."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    images = tf.constant(rng.uniform(0, 255, (batch, h, w, 3)).astype(np.float32))
+    boxes = np.zeros((batch, 3, 4), np.float32)
+    for i in range(batch):
+        for j in range(3):
+            bw, bh = rng.uniform(0.15, 0.5) * w, rng.uniform(0.15, 0.5) * h
+            x1, y1 = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
+            boxes[i, j] = (x1, y1, x1 + bw, y1 + bh)
+    labels = rng.integers(1, 6, (batch, 3)).astype(np.int32)
+    return images, {"boxes": tf.constant(boxes), "labels": tf.constant(labels)}
+
+
+def compiled(name, cfg):
+    model = C.build_model(cfg)
+    model.compile(optimizer=make_optimizer(name, cfg))
+    return model
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process so far, MB: ``VmHWM`` from /proc (reset by exec,
+    unlike ``ru_maxrss``, which a child started by fork + exec inherits from its parent)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(name, batch, quick):
+    """Subprocess: build, then two training steps at one batch size; prints one JSON line
+    with the peak RSS after the build and after the steps."""
+    cfg = training_configs(quick)[name]
+    model = compiled(name, cfg)
+    rss_built = peak_rss_mb()
+    images, targets = batch_data(batch, cfg["size"], seed=batch)
+    for _ in range(2):
+        model.train_on_batch(images, targets, return_dict=True)
+    print("RESULT " + json.dumps({"batch": batch, "rss_mb": peak_rss_mb(), "rss_built_mb": rss_built}))
+
+
+def run_children(name, batches, quick):
+    """One subprocess per batch size, one after the other (all at once in quick mode, where
+    only whether the script works matters)."""
+    procs = []
+    for batch in batches:
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", f"{name}:{batch}"] + \
+            (["--quick"] if quick else [])
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        if not quick:
+            procs[-1].wait()
+    results = []
+    for batch, proc in zip(batches, procs):
+        out, err = proc.communicate()
+        lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
+        if proc.returncode or not lines:
+            raise RuntimeError(f"child {name}:{batch} failed:\n{err[-3000:]}")
+        results.append(json.loads(lines[-1][len("RESULT "):]))
+    return results
+
+
+def run_config(name, cfg, repeats, steps, quick, ratios_only=False):
+    model = compiled(name, cfg)
+    images, targets = batch_data(1, cfg["size"])
+
+    def step():
+        return model.train_on_batch(images, targets, return_dict=True)
+
+    floor = C.make_floor(model, cfg["num_rois"], backward=True,
+                         optimizer=make_optimizer(name, cfg))
+    first = {"step": C.first_call(step), "floor": C.first_call(lambda: floor(images))}
+    logs = step()
+    finite = all(np.isfinite(v) for v in logs.values())
+    times = C.interleaved({"step": step, "floor": lambda: floor(images)}, repeats, warmup=1)
+    med = {k: C.median(v) for k, v in times.items()}
+    cpu = {k: C.median(v) for k, v in times.cpu.items()}
+    rows = [[k, f"{1000 * med[k]:.1f}", C.spread([1000 * t for t in times[k]]),
+             f"{med[k] / med['floor']:.3f}", f"{cpu[k] / cpu['floor']:.3f}", f"{first[k]:.2f}"]
+            for k in ("step", "floor")]
+    print(f"\n## {name}: {cfg['size'][0]}x{cfg['size'][1]}, {cfg['num_rois']} RoIs, batch 1, "
+          f"median of {len(times['floor'])} interleaved runs (losses finite: {finite})")
+    print(C.table(rows, ["what", "median ms", "min-max ms", "/ floor", "CPU time / floor", "first call s"]),
+          flush=True)
+    result = {"ratio": med["step"] / med["floor"], "cpu_ratio": cpu["step"] / cpu["floor"], "first": first["step"],
+              "images_per_s": {1: 1 / med["step"]}, "rss": {}}
+    if ratios_only:
+        return result
+
+    # Throughput: batch 1, 2, 4 interleaved, each traced first.
+    data = {b: batch_data(b, cfg["size"], seed=b) for b in (1, 2, 4)}
+    for b in (2, 4):
+        first[f"batch {b}"] = C.first_call(lambda b=b: model.train_on_batch(*data[b], return_dict=True))
+    tput = C.interleaved({b: (lambda b=b: model.train_on_batch(*data[b], return_dict=True)) for b in (1, 2, 4)},
+                         steps, warmup=0)
+    tmed = {b: C.median(v) for b, v in tput.items()}
+    # Memory: one fresh process per batch size, so that each peak is its own.
+    subs = {s["batch"]: s for s in run_children(name, (1,) if quick else (1, 2), quick)}
+    trows = [[b, f"{1000 * tmed[b]:.1f}", f"{b / tmed[b]:.2f}", f"{tmed[1] * b / tmed[b]:.2f}",
+              f"{first.get(f'batch {b}', first['step']):.1f}",
+              f"{subs[b]['rss_mb']:.0f}" if b in subs else "-",
+              f"{subs[b]['rss_built_mb']:.0f}" if b in subs else "-"] for b in (1, 2, 4)]
+    print(f"\nthroughput: median of {len(tput[1])} interleaved steps per batch size; peak RSS: a "
+          f"fresh process per batch size, build + 2 steps" + (" (quick: concurrently)" if quick else ""))
+    print(C.table(trows, ["batch", "median ms / step", "images/s", "speed-up vs batch 1", "first step s",
+                          "peak RSS MB", "RSS after build MB"]))
+    result["images_per_s"] = {b: b / tmed[b] for b in (1, 2, 4)}
+    result["rss"] = {b: s["rss_mb"] for b, s in subs.items()}
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--configs", default="vgg16,small", help="comma-separated: vgg16, small")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs for the ratio (>= 5)")
+    parser.add_argument("--throughput-repeats", type=int, default=1,
+                        help="timed rounds of batch 1, 2, 4 steps for images/s (small: at least 10)")
+    parser.add_argument("--ratios-only", action="store_true",
+                        help="skip the subprocesses (images/s at batch 2, 4 and peak memory)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: a shrunken vgg16 (128x160) and small, few repeats")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        name, batch = args.child.split(":")
+        child(name, int(batch), args.quick)
+        return
+    print(C.machine_info())
+    configs = training_configs(args.quick)
+    results = {}
+    names = args.configs.split(",")
+    if args.quick:   # a smoke run: the vgg16 code path on tiny sizes is enough
+        names, args.repeats, args.throughput_repeats = names[:1], 3, 1
+    for name in names:
+        small = name == "small" and not args.quick
+        results[name] = run_config(name, configs[name], max(args.repeats, 20) if small else args.repeats,
+                                   max(args.throughput_repeats, 10) if small else args.throughput_repeats,
+                                   args.quick, args.ratios_only)
+    parts = []
+    for name, r in results.items():
+        goal = " (goal <= 1.25)" if name == "vgg16" and not args.quick else ""
+        parts.append(f"{name}{' [quick]' if args.quick else ''}: step/floor {r['ratio']:.2f}{goal} "
+                     f"(CPU time {r['cpu_ratio']:.2f}), "
+                     f"first call {r['first']:.1f} s, images/s b1/b2/b4 "
+                     + "/".join(f"{r['images_per_s'].get(b, float('nan')):.2f}" for b in (1, 2, 4))
+                     + ", peak RSS b1/b2 " + "/".join(f"{r['rss'].get(b, float('nan')):.0f}" for b in (1, 2))
+                     + " MB")
+    print("\nSUMMARY training: " + "; ".join(parts))
+
+
+if __name__ == "__main__":
+    main()

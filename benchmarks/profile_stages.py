@@ -1,0 +1,164 @@
+"""Where inference time goes: each stage of ``FasterRCNN.detect_padded`` compiled and timed
+on its own, interleaved with the whole model and its compute floor (see bench_inference.py).
+
+Stages (inputs precomputed by one eager pass of the model's own methods):
+
+* ``backbone``     preprocessing + conv trunk                   (B, Hf, Wf, C)
+* ``rpn_head``     3x3 conv + two 1x1 convs, reshaped            (B, N), (B, N, 4)
+* ``anchors``      generate_anchors for the feature map          (N, 4)
+* ``proposals``    top-k + decode + clip + NMS + gather          (B, P, 4)
+* ``roi_pool``     crop_and_resize + 2x2 max pool                (B*P, S, S, C)
+* ``roi_head``     fc6, fc7 (+ biases, ReLU)                     (B*P, units)
+* ``predictor``    cls_score, bbox_pred                          (B*P, K), (B*P, K, 4)
+* ``postprocess``  decode per class + class-wise NMS             (B, D, ...)
+* ``postprocess (all pass)``: the same with score threshold 0, i.e. every one of the
+  ``P * (K - 1)`` class boxes enters NMS (random weights give scores ~1/K, below the
+  default 0.05 threshold for K = 21, so the plain row is the optimistic case).
+
+With ``--training``: pieces of a training step at batch 1 instead (the whole
+``train_on_batch``; the same with ``weight_decay=0``; the forward pass with target
+assignment and the four losses; the inference forward pass; the training floor and its
+forward half), each against the training floor of bench_training.py.
+
+Run: ``.venv/bin/python benchmarks/profile_stages.py [--config vgg16|small] [--batch 1]
+[--repeats 7] [--training] [--quick]``.  Prints medians in ms and each one's share of the floor.
+"""
+import argparse
+
+import _common as C
+import tensorflow as tf
+
+from frcnn_lib import rcnn
+
+
+def stage_functions(model, images):
+    """``{name: zero-argument callable}`` for each stage, plus ``model`` and ``floor``."""
+    s = model.settings
+    image_sizes = model._image_sizes(images)
+    features = model.backbone(images, training=False)
+    logits, deltas = model.rpn_head(features)
+    anchors = model._anchors(features)
+    proposals, _, valid = model._proposals(logits, deltas, anchors, image_sizes, False)
+    pooled = model._pool(features, proposals)
+    hidden = model.roi_head(pooled, training=False)
+    cls_logits, box_deltas = model.predictor(hidden)
+    k = model.num_classes + 1
+    batch, num = proposals.shape[0], proposals.shape[1]
+    cls_logits = tf.reshape(cls_logits, [batch, num, k])
+    box_deltas = tf.reshape(box_deltas, [batch, num, k, 4])
+
+    def backbone(x):
+        return model.backbone(x, training=False)
+
+    def proposals_fn(lg, d, a, sz):
+        return model._proposals(lg, d, a, sz, False)
+
+    def roi_head(p):
+        return model.roi_head(p, training=False)
+
+    def postprocess(c, b, p, v, sz):
+        return rcnn.postprocess(c, b, p, v, sz, s["roi_box_weights"], s["detections_score_threshold"],
+                                s["detections_nms_iou"], s["detections_max"])
+
+    def postprocess_all(c, b, p, v, sz):
+        return rcnn.postprocess(c, b, p, v, sz, s["roi_box_weights"], 0.0, s["detections_nms_iou"],
+                                s["detections_max"])
+
+    head_inputs = (cls_logits, box_deltas, proposals, valid, image_sizes)
+    compiled = {
+        "backbone": (tf.function(backbone, autograph=False), (images,)),
+        "rpn_head": (tf.function(model.rpn_head.call, autograph=False), (features,)),
+        "anchors": (tf.function(model._anchors, autograph=False), (features,)),
+        "proposals": (tf.function(proposals_fn, autograph=False), (logits, deltas, anchors, image_sizes)),
+        "roi_pool": (tf.function(model._pool, autograph=False), (features, proposals)),
+        "roi_head": (tf.function(roi_head, autograph=False), (pooled,)),
+        "predictor": (tf.function(model.predictor.call, autograph=False), (hidden,)),
+        "postprocess": (tf.function(postprocess, autograph=False), head_inputs),
+        "postprocess (all pass)": (tf.function(postprocess_all, autograph=False), head_inputs),
+    }
+    fns = {name: (lambda f=f, a=a: f(*a)) for name, (f, a) in compiled.items()}
+    @tf.function(autograph=False)
+    def model_fn(x):
+        return model(x, training=False)
+
+    fns["model"] = lambda: model_fn(images)
+    floor = C.make_floor(model, images.shape[0] * s["rpn_post_nms_top_n_test"])
+    fns["floor"] = lambda: floor(images)
+    return fns
+
+
+def training_functions(name, cfg):
+    """Pieces of one training step (batch 1), each compiled, for ``--training``."""
+    import bench_training as T
+    cfg = dict(cfg, num_rois=cfg["kwargs"].get("roi_batch_size", 128))
+    model = T.compiled(name, cfg)
+    no_decay = T.compiled(name, dict(cfg, kwargs=dict(cfg["kwargs"], weight_decay=0.0)))
+    images, targets = T.batch_data(1, cfg["size"])
+
+    @tf.function(autograph=False)
+    def forward_losses(x, y):
+        return model.compute_losses(x, y, training=True)
+
+    @tf.function(autograph=False)
+    def forward_inference(x):
+        return model(x, training=False)
+
+    floor = C.make_floor(model, cfg["num_rois"], backward=True, optimizer=T.make_optimizer(name, cfg))
+    floor_forward = C.make_floor(model, cfg["num_rois"])
+    return {
+        "train step (train_on_batch)": lambda: model.train_on_batch(images, targets, return_dict=True),
+        "train step, weight_decay=0": lambda: no_decay.train_on_batch(images, targets, return_dict=True),
+        "forward + targets + losses": lambda: forward_losses(images, targets),
+        "forward, inference graph": lambda: forward_inference(images),
+        "floor forward": lambda: floor_forward(images),
+        "floor": lambda: floor(images),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default="vgg16", choices=("vgg16", "small"))
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--training", action="store_true",
+                        help="instead: pieces of a training step (batch 1) against the training floor")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, 3 repeats (smoke run)")
+    args = parser.parse_args()
+    cfg = C.configs(args.quick)[args.config]
+    repeats = 3 if args.quick else args.repeats
+    print(C.machine_info())
+    if args.training:
+        fns = training_functions(args.config, cfg)
+        times = C.interleaved(fns, repeats, warmup=1)
+        med = {k: C.median(v) for k, v in times.items()}
+        cpu = {k: C.median(v) for k, v in times.cpu.items()}
+        rows = [[k, f"{1000 * med[k]:.1f}", C.spread([1000 * t for t in times[k]]),
+                 f"{med[k] / med['floor']:.3f}", f"{cpu[k] / cpu['floor']:.3f}"] for k in fns]
+        print(f"\n{args.config} training, batch 1, median of {len(times['floor'])} interleaved runs")
+        print(C.table(rows, ["what", "median ms", "min-max ms", "/ train floor", "CPU / train floor"]))
+        return
+    model = C.build_model(cfg)
+    images = C.random_images(args.batch, cfg["size"])
+    fns = stage_functions(model, images)
+    times = C.interleaved(fns, repeats, warmup=1)
+    med = {k: C.median(v) for k, v in times.items()}
+    cpu = {k: C.median(v) for k, v in times.cpu.items()}
+    floor = med["floor"]
+    stages = [k for k in fns if k not in ("model", "floor", "postprocess (all pass)")]
+    def row(label, k):
+        return [label, f"{1000 * med[k]:.1f}", C.spread([1000 * t for t in times[k]]),
+                f"{med[k] / floor:.3f}", f"{1000 * cpu[k]:.1f}", f"{cpu[k] / cpu['floor']:.3f}"]
+
+    rows = [row(k, k) for k in stages + ["postprocess (all pass)"]]
+    rows.append(["sum of stages", f"{1000 * sum(med[k] for k in stages):.1f}", "",
+                 f"{sum(med[k] for k in stages) / floor:.3f}", f"{1000 * sum(cpu[k] for k in stages):.1f}",
+                 f"{sum(cpu[k] for k in stages) / cpu['floor']:.3f}"])
+    rows.append(row("model (tf.function)", "model"))
+    rows.append(row("floor", "floor"))
+    print(f"\n{args.config}, batch {args.batch}, {cfg['size'][0]}x{cfg['size'][1]}, median of "
+          f"{len(times['floor'])} interleaved runs")
+    print(C.table(rows, ["stage", "median ms", "min-max ms", "/ floor", "CPU ms", "CPU / floor"]))
+
+
+if __name__ == "__main__":
+    main()
