@@ -56,14 +56,17 @@ def test_mirrored_strategy_on_two_logical_cpus():
     for name in LOG_NAMES:
         assert math.isclose(mirrored[name], single[name], rel_tol=1e-5, abs_tol=1e-7), (name, mirrored, single)
     # Tolerance: the replicas sum their halves of the batch and then all-reduce, a different
-    # float32 summation order from one pass over the batch; over a few thousand terms that
-    # moves an update by ~1e-6 of its size (measured: at most 5e-6).  A wrong replica
-    # scaling (gradients summed without dividing by the replicas, or averaged twice) moves
-    # it by 100 % or 50 %.  So: at most 1e-4 of the largest update of each weight tensor.
+    # float32 summation order from one pass over the batch; usually that moves an update by
+    # ~1e-6 of its size.  But the gradient of the early layers flows through ReLUs and the
+    # max of RoI pooling: a one-ulp difference can flip which input wins and re-route part of
+    # the gradient (seen once in a clean-clone CI run: 0.4 % of the first conv's largest
+    # update).  A wrong replica scaling (gradients summed without dividing by the replicas,
+    # or averaged twice) moves every update by 100 % or 50 %.  So: at most 2 % of the largest
+    # update of each weight tensor, 25 times tighter than the smallest error it must catch.
     updates = result["update"]
     assert len(updates) > 20
     for u in updates:
-        assert u["max_diff"] <= 1e-4 * u["max_update"] + 1e-9, u
+        assert u["max_diff"] <= 2e-2 * u["max_update"] + 1e-9, u
     # Every head was trained by its loss in this step.
     moved = {u["name"].split("/")[-2] for u in updates if u["max_update"] > 1e-6}
     assert {"rpn_objectness", "rpn_box", "cls_score", "bbox_pred", "fc6"} <= moved, moved
