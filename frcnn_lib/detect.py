@@ -13,32 +13,7 @@ the resize scale and clipped to the original image.
 import numpy as np
 import tensorflow as tf
 
-from frcnn_lib.datasets.pipeline import canvas_size, pad_to_canvas, resize_image
-from frcnn_lib.errors import FrcnnError
-
-
-def as_rgb_uint8(image, index=0):
-    """``(H, W)`` gray, ``(H, W, 1)`` gray, ``(H, W, 2)`` gray + alpha, ``(H, W, 3)`` RGB or
-    ``(H, W, 4)`` RGBA array (uint8, uint16 or float 0..255) -> ``(H, W, 3)`` uint8.  Alpha
-    is dropped."""
-    array = np.asarray(image)
-    if array.ndim == 2:
-        array = array[..., None]
-    if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4) or array.shape[0] < 1 or array.shape[1] < 1:
-        raise FrcnnError(f"image {index}: expected an (H, W) or (H, W, C) array with C in 1..4 "
-                         f"and H, W >= 1, got shape {array.shape}")
-    if array.dtype == np.uint16:
-        array = (array.astype(np.float32) / 257.0).round().astype(np.uint8)
-    elif array.dtype != np.uint8:
-        if not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array)):
-            raise FrcnnError(f"image {index}: expected uint8 pixels, got {array.dtype} with "
-                             f"non-finite or non-numeric values")
-        array = np.rint(np.clip(array, 0, 255)).astype(np.uint8)
-    if array.shape[-1] == 2:
-        array = array[..., :1]
-    if array.shape[-1] == 1:
-        array = np.repeat(array, 3, axis=-1)
-    return array[..., :3]
+from frcnn_lib.datasets.pipeline import as_rgb_uint8, canvas_size, pad_to_canvas, resize_image
 
 
 def detect_images(model, images, batch_size=4):

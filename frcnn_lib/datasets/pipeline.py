@@ -89,15 +89,40 @@ def resize_for_inference(image, min_side=600, max_side=1000):
 
 
 def to_rgb_array(image) -> np.ndarray:
-    """A user image (uint8 gray, gray+1, RGB or RGBA) -> ``uint8 (h, w, 3)``."""
+    """A user image (uint8 gray, gray+1, RGB or RGBA) -> ``uint8 (h, w, 3)``.
+
+    The strict form of :func:`as_rgb_uint8` for :func:`resize_for_inference`: uint8 only,
+    no gray+alpha.
+    """
     array = np.asarray(image)
     if array.dtype != np.uint8:
         raise FrcnnError(f"image: expected a uint8 array, got dtype {array.dtype}")
-    if array.ndim == 2:
-        array = array[..., None]
-    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4) or min(array.shape[:2]) < 1:
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4)) \
+            or min(array.shape[:2], default=0) < 1:
         raise FrcnnError(f"image: expected shape (h, w), (h, w, 1), (h, w, 3) or (h, w, 4), "
                          f"got {array.shape}")
+    return as_rgb_uint8(array)
+
+
+def as_rgb_uint8(image, index=0):
+    """``(H, W)`` gray, ``(H, W, 1)`` gray, ``(H, W, 2)`` gray + alpha, ``(H, W, 3)`` RGB or
+    ``(H, W, 4)`` RGBA array (uint8, uint16 or float 0..255) -> ``(H, W, 3)`` uint8.  Alpha
+    is dropped."""
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4) or array.shape[0] < 1 or array.shape[1] < 1:
+        raise FrcnnError(f"image {index}: expected an (H, W) or (H, W, C) array with C in 1..4 "
+                         f"and H, W >= 1, got shape {array.shape}")
+    if array.dtype == np.uint16:
+        array = (array.astype(np.float32) / 257.0).round().astype(np.uint8)
+    elif array.dtype != np.uint8:
+        if not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array)):
+            raise FrcnnError(f"image {index}: expected uint8 pixels, got {array.dtype} with "
+                             f"non-finite or non-numeric values")
+        array = np.rint(np.clip(array, 0, 255)).astype(np.uint8)
+    if array.shape[-1] == 2:
+        array = array[..., :1]
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=-1)
     return array[..., :3]
