@@ -124,6 +124,7 @@ def padded_nms(boxes, scores, iou_threshold, max_output_size, score_threshold=fl
     # The boxes kept so far, compacted in order: at most D + T - 1 of them before the loop
     # stops, so a tile is compared with D + T boxes rather than with all N.
     slots = max_output_size + tile_size
+    tile_ids = tf.range(num_tiles)  # made outside the loop: XLA needs its size as a constant
 
     def tile_body(tile, count, kept_boxes, kept):
         tile_boxes = tf.gather(box_tiles, tile, axis=1)                          # (B, T, 4)
@@ -139,7 +140,7 @@ def padded_nms(boxes, scores, iou_threshold, max_output_size, score_threshold=fl
         place = tf.one_hot(tf.where(tile_kept, position, -1), slots)            # (B, T, slots)
         kept_boxes += tf.einsum("bts,btc->bsc", place, tile_boxes)
         count += tf.reduce_sum(tf.cast(tile_kept, tf.int32), axis=1)
-        this_tile = tf.equal(tf.range(num_tiles), tile)[None, :, None]
+        this_tile = tf.equal(tile_ids, tile)[None, :, None]
         return tile + 1, count, kept_boxes, tf.where(this_tile, tile_kept[:, None, :], kept)
 
     def more(tile, count, kept_boxes, kept):
