@@ -23,11 +23,13 @@ import tensorflow as tf
 from frcnn_lib import checkpoints
 from frcnn_lib.errors import FrcnnError
 from frcnn_lib.evaluation import MeanAveragePrecision, evaluate_voc
+from frcnn_lib.schedules import LinearWarmup
 
 
 def make_optimizer(train, steps_per_epoch):
     """A Keras optimizer from the ``train`` settings of a preset (``adam`` or ``sgd``), with a
-    ``cosine`` or ``step`` learning-rate schedule over the whole run."""
+    ``cosine`` or ``step`` learning-rate schedule over the whole run, after a linear warmup
+    of ``warmup_steps`` from ``warmup_factor * learning_rate`` if given."""
     lr = float(train["learning_rate"])
     total = max(1, int(train["epochs"]) * int(steps_per_epoch))
     if train.get("schedule") == "cosine":
@@ -38,6 +40,8 @@ def make_optimizer(train, steps_per_epoch):
             bounds, [lr * 0.1 ** i for i in range(len(bounds) + 1)]) if bounds else lr
     else:
         schedule = lr
+    if train.get("warmup_steps"):
+        schedule = LinearWarmup(schedule, train["warmup_steps"], train.get("warmup_factor", 0.001))
     name = train.get("optimizer", "adam")
     if name == "adam":
         return keras.optimizers.Adam(schedule, clipnorm=train.get("clipnorm", 10.0))
