@@ -1,7 +1,9 @@
 """The ``frcnn`` command line: ``train``, ``evaluate``, ``predict``, ``export`` and ``demo``.
 
 Bad input ends with a one-line ``frcnn: error: ...`` on stderr and exit status 2; nothing
-prints a traceback for a user's mistake.
+prints a traceback for a user's mistake.  Every command takes ``--quiet`` and ``--verbose``
+(TensorFlow's native log, hidden by default: see quiet.py); the console script runs this
+module without loading TensorFlow until a command needs it (``_frcnn_console.py``).
 """
 import argparse
 import json
