@@ -59,7 +59,8 @@ def test_console_script_answers_without_importing_tensorflow(argv, code):
     assert result.returncode == code, result.stderr[-2000:]
     modules = imported_modules(result.stderr)
     assert "argparse" in modules                                    # the parser did load
-    assert not modules & {"tensorflow", "keras", "numpy"}, sorted(modules & {"tensorflow", "keras"})
+    heavy = modules & {"tensorflow", "keras", "numpy"}
+    assert not heavy, sorted(heavy)
     if code == 2:
         lines = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
         assert len(lines) == 1 and lines[0].startswith("frcnn: error: "), lines
@@ -135,16 +136,13 @@ def test_filter_drops_native_lines_written_to_fd2_and_keeps_the_rest():
     assert result.stdout == "stdout untouched\n"
 
 
-def test_verbose_flag_and_variable():
+def test_verbose_flag_and_variable(monkeypatch):
     assert quiet.verbose_requested(True)
-    os.environ.pop("FRCNN_VERBOSE", None)
+    monkeypatch.delenv("FRCNN_VERBOSE", raising=False)
     assert not quiet.verbose_requested(False)
     for value, expected in (("1", True), ("yes", True), ("0", False), ("", False)):
-        os.environ["FRCNN_VERBOSE"] = value
-        try:
-            assert quiet.verbose_requested(False) is expected, value
-        finally:
-            del os.environ["FRCNN_VERBOSE"]
+        monkeypatch.setenv("FRCNN_VERBOSE", value)
+        assert quiet.verbose_requested(False) is expected, value
 
 
 def test_tensorflow_log_hidden_by_default_shown_with_verbose_real_error_kept(tmp_path):
