@@ -51,7 +51,11 @@ def silence_tensorflow():
 def native_log_filtered():
     """Send file descriptor 2 to a temporary file; on exit, write back its non-log lines."""
     sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 (a detached process): nothing to filter
+        yield
+        return
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
