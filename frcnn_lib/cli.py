@@ -1,7 +1,9 @@
 """The ``frcnn`` command line: ``train``, ``evaluate``, ``predict``, ``export`` and ``demo``.
 
 Bad input ends with a one-line ``frcnn: error: ...`` on stderr and exit status 2; nothing
-prints a traceback for a user's mistake.
+prints a traceback for a user's mistake.  Every command takes ``--quiet`` and ``--verbose``
+(TensorFlow's native log, hidden by default: see quiet.py); the console script runs this
+module without loading TensorFlow until a command needs it (``_frcnn_console.py``).
 """
 import argparse
 import json
@@ -305,6 +307,8 @@ def cmd_export(args):
     from frcnn_lib import checkpoints
 
     model = checkpoints.load_model(args.model, compile=False)
+    if not args.quiet:
+        print(f"exporting {args.model} (tracing the serving graph) ...", flush=True)
     model.export(args.out, verbose=False)
     print(f"SavedModel written to {args.out} (signature 'serve': images (B, H, W, 3) float32 -> "
           f"boxes, scores, labels, num_detections)")
@@ -312,19 +316,34 @@ def cmd_export(args):
 
 def cmd_demo(args):
     from frcnn_lib.report import run_demo
-    run_demo(args.out, epochs=args.epochs, train_images=args.train_images, verbose=0 if args.quiet else 2)
+    run_demo(args.out, epochs=args.epochs, train_images=args.train_images, verbose=0 if args.quiet else 1)
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "export": cmd_export, "demo": cmd_demo}
 
 
+def _add_output_options(parser):
+    """``--quiet`` and ``--verbose`` on every command, also on commands added later."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for command in sub.choices.values():
+        if "--quiet" not in command._option_string_actions:
+            command.add_argument("--quiet", action="store_true", help="print only results and errors")
+        command.add_argument("--verbose", action="store_true", help="also show TensorFlow's native "
+                             "log lines (hidden by default; or set FRCNN_VERBOSE=1)")
+    return parser
+
+
 def main(argv=None):
-    args = _parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = _add_output_options(_parser()).parse_args(argv)
+    from frcnn_lib import quiet
+    from frcnn_lib.backend import require_tensorflow_backend
     from frcnn_lib.errors import FrcnnError
+    if not quiet.verbose_requested(args.verbose):
+        quiet.silence_tensorflow()  # before any command imports TensorFlow
     start = time.perf_counter()
     try:
+        require_tensorflow_backend()
         COMMANDS[args.command](args)
     except FrcnnError as err:
         print(f"frcnn: error: {err}", file=sys.stderr)

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from frcnn_lib import checkpoints
+from frcnn_lib import checkpoints, progress
 from frcnn_lib.errors import FrcnnError
 from frcnn_lib.evaluation import MeanAveragePrecision, evaluate_voc
 from frcnn_lib.schedules import LinearWarmup
@@ -68,6 +68,7 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
       model: a ``FasterRCNN``.  train_data / val_data: ``DetectionData``.
       out: the run folder.  epochs: the last epoch (``resume_state`` gives the first).
       train: the preset's training settings (optimizer, learning rate, schedule).
+      verbose: as ``keras.Model.fit``; 1 draws the live bar only on a terminal (see progress.py).
 
     Returns the ``keras.callbacks.History``.  Raises FrcnnError if the loss becomes
     non-finite (the last good checkpoint stays as it was).
@@ -98,7 +99,8 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
                            "epochs": epochs}, indent=2, default=str))
     try:
         history = model.fit(dataset, epochs=epochs, initial_epoch=initial_epoch,
-                            steps_per_epoch=steps, callbacks=callbacks, verbose=verbose,
+                            steps_per_epoch=steps, callbacks=callbacks,
+                            verbose=progress.fit_verbosity(verbose),  # no escape codes in pipes
                             shuffle=False)  # the dataset shuffles itself
     except tf.errors.InvalidArgumentError as err:
         # The pipeline reads images on the host; a FrcnnError raised there (a corrupt or

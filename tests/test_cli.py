@@ -177,7 +177,9 @@ def test_export_writes_a_saved_model_that_loads_and_serves(run, tmp_path, capsys
 
     out = tmp_path / "exported"
     code = call(["export", "--model", run / "model.keras", "--out", out])
-    assert code == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.out.startswith("exporting "), captured.out   # a line before the long trace
     assert (out / "saved_model.pb").is_file()
     loaded = tf.saved_model.load(str(out))
     image = shapes.load("test", num_images=1).read_image(0)
