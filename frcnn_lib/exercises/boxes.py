@@ -35,6 +35,9 @@ _VOC_VARIANTS = [
     ("you added 1 to xmax and ymax: the devkit's +1 belongs in the width (xmax - xmin + 1), "
      "which the shift of xmin, ymin by -1 already gives.",
      lambda b: np.asarray(b, np.float64) + np.array([0.0, 0.0, 1.0, 1.0])),
+    ("you added 1 to xmax and ymax: the devkit's +1 belongs in the width (xmax - xmin + 1); "
+     "after xmin - 1, ymin - 1 the maxima stay as they are.",
+     lambda b: _voc_reference(b) + np.array([0.0, 0.0, 1.0, 1.0])),
     ("x and y are swapped: VOC's order is xmin, ymin, xmax, ymax, and so is xyxy.",
      lambda b: _voc_reference(b)[:, [1, 0, 3, 2]]),
 ]
@@ -50,7 +53,8 @@ def check_voc_to_xyxy(fn):
         ("three random boxes (seeded)",
          (np.floor(_random_boxes(_rng(0), 3)) + np.array([1, 1, 1, 1], np.float32),)),
     ]
-    return run_cases("voc_to_xyxy", fn, cases, _voc_reference, _VOC_VARIANTS, ["voc_boxes"])
+    return run_cases("voc_to_xyxy", fn, cases, _voc_reference, _VOC_VARIANTS, ["voc_boxes"],
+                     generic_hint="(xmin - 1, ymin - 1, xmax, ymax), as the VOC reader does.")
 
 
 # ----------------------------------------------------------------- xyxy -> normalised yxyx

@@ -29,8 +29,7 @@ def _grid_np(roi, stride, s, r, offset=0.5, spacing="centres", divide=True, swap
         x1, y1, x2, y2 = x1 - offset, y1 - offset, x2 - offset, y2 - offset
     n = s * r
     k = np.arange(n)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = (k + 0.5) / n if spacing == "centres" else k / (n - 1)
+    t = (k + 0.5) / n if spacing == "centres" else k / max(n - 1, 1)
     ys, xs = y1 + t * (y2 - y1), x1 + t * (x2 - x1)
     return np.stack([xs, ys]) if swap else np.stack([ys, xs])
 
