@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: setup demo test unit notebooks browser lab bench clean
+.PHONY: setup demo test unit notebooks course browser lab bench clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,10 @@ unit: $(STAMP)
 
 notebooks: $(STAMP)
 	FRCNN_FAST=1 $(BIN)/python -m pytest --nbval-lax notebooks -q -p no:randomly
+
+# Full mode, in place, outputs cleaned for committing (notebooks/_tools/run_course.py); hours on a CPU.
+course: $(STAMP)
+	$(BIN)/python notebooks/_tools/run_course.py
 
 browser: $(STAMP)
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[browser]"
