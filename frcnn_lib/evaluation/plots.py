@@ -81,3 +81,26 @@ def plot_ap_by_size(result, ax=None):
     ax.set(ylim=(0, 1.05), ylabel="mAP")
     ax.set_title("AP by object size (COCO areas)", fontsize=9)
     return ax
+
+
+ERROR_COLORS = {"correct": "tab:green", "ignored": "tab:gray", "duplicate": "tab:orange",
+                "localisation": "gold", "wrong_class": "tab:purple", "background": "tab:red"}
+
+
+def plot_image_errors(image, detection, ground_truth, types, missed, class_names=None, ax=None):
+    """One image: its detections coloured by error type (``ERROR_COLORS``), ground truth dashed
+    white, missed objects dashed red.  ``types (n,)`` and ``missed (g,)`` are one image's entries
+    of ``error_breakdown``; detections typed ``-1`` (below the score threshold) are not drawn."""
+    from frcnn_lib.visualize import draw_boxes
+    ax = _axes(ax, (3, 3))
+    missed = np.asarray(missed, bool)
+    gt_boxes = np.asarray(ground_truth["boxes"]).reshape(-1, 4)
+    draw_boxes(ax, image, gt_boxes[~missed], color="white", linestyle="--", linewidth=1)
+    draw_boxes(ax, None, gt_boxes[missed], color="tab:red", linestyle="--", linewidth=1.5)
+    boxes = np.asarray(detection["boxes"]).reshape(-1, 4)
+    for t, name in enumerate(ERROR_TYPES):
+        mine = np.asarray(types) == t
+        if mine.any():
+            draw_boxes(ax, None, boxes[mine], np.asarray(detection["labels"])[mine],
+                       np.asarray(detection["scores"])[mine], class_names, color=ERROR_COLORS[name])
+    return ax
