@@ -13,9 +13,9 @@ head.
 
 Saving: ``model.save("x.keras")`` stores ``backbone="custom"``, which ``FasterRCNN.from_config``
 refuses with a one-line error (it cannot rebuild your code from a config). Keep the code that
-builds the model, and save / restore the weights: ``model.save_weights("x.weights.h5")``, then
-``with_backbone(FasterRCNN(...), make_trunk(), stride).load_weights("x.weights.h5")`` after a
-``build()``.
+builds the model, and save / restore the weights: ``model.build(); model.save_weights("x.weights.h5")``
+(a model that was only trained is not yet built for Keras), then
+``m = with_backbone(FasterRCNN(...), make_trunk(), stride); m.build(); m.load_weights("x.weights.h5")``.
 """
 import keras
 import numpy as np

@@ -62,3 +62,12 @@ def test_mistakes_give_one_line_errors():
         with_backbone(built, trunk(), stride=8)
     saved = with_backbone(tiny_model(), trunk(), stride=8)
     assert saved.get_config()["backbone"] == "custom"
+
+
+def test_a_saved_keras_file_refuses_to_load_with_one_line(tmp_path):
+    from frcnn_lib.checkpoints import load_model
+    model = with_backbone(tiny_model(), trunk(), stride=8)
+    model.build()
+    model.save(tmp_path / "x.keras")
+    with pytest.raises(FrcnnError, match=r"x\.keras: could not load.*backbone='custom'"):
+        load_model(tmp_path / "x.keras")
