@@ -291,3 +291,21 @@ def test_plots_draw_one_element_per_class_and_type():
     ax = plots.plot_ap_by_size(ap_by_size(detections, ground_truths, 3))
     assert len(ax.patches) == 3
     plt.close("all")
+
+
+def test_image_errors_draw_each_kept_detection_in_its_type_colour():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
+    from frcnn_lib.evaluation import plots
+    detections, ground_truths = hand_case()
+    out = error_breakdown(detections, ground_truths, num_classes=2)
+    ax = plots.plot_image_errors(np.zeros((120, 120, 3), np.uint8), detections[0], ground_truths[0],
+                                 out["types"][0], out["missed"][0], ["a", "b"])
+    edges = [p.get_edgecolor() for p in ax.patches]
+    assert len(edges) == 2 + 5            # both objects, and the five detections above the threshold
+    assert edges.count(to_rgba("tab:red")) == 2   # the missed object (dashed) and the background detection
+    for name in ("correct", "duplicate", "localisation", "wrong_class"):
+        assert edges.count(to_rgba(plots.ERROR_COLORS[name])) == 1, name
+    plt.close("all")
