@@ -23,7 +23,7 @@ python_version = $(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:
 require_python = $(if $(filter $(2),$(call python_version,$(1))),,$(error $(3) needs Python \
 	$(subst $() $(),/,$(2)); '$(1)' is $(or $(call python_version,$(1)),not found): $(4)))
 
-.PHONY: setup demo test unit notebooks oldest browser lab bench clean
+.PHONY: setup demo test unit notebooks oldest course browser lab bench clean
 
 setup: $(STAMP)
 
@@ -56,6 +56,10 @@ $(OLDEST_STAMP): pyproject.toml constraints-oldest.txt
 	$(OLDEST_VENV)/bin/python -m pip install -q -c constraints-oldest.txt -e . "pytest>=8" "pytest-xdist>=3" "hypothesis>=6.100"
 	$(OLDEST_VENV)/bin/python -m pip check
 	rm -f $(OLDEST_VENV)/.installed-* && touch $@
+
+# Full mode, in place, outputs cleaned for committing (notebooks/_tools/run_course.py); hours on a CPU.
+course: $(STAMP)
+	$(BIN)/python notebooks/_tools/run_course.py
 
 browser: $(STAMP)
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[browser]"
