@@ -15,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test,notebooks]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test,notebooks,serve]"
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)
