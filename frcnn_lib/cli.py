@@ -110,10 +110,11 @@ def _parser():
                    help="largest image in megapixels, checked before decoding; larger gets 413 (default 25)")
     v.add_argument("--queue-size", type=_positive(int), default=16,
                    help="images allowed to wait for the model; beyond, 503 with Retry-After (default 16)")
-    v.add_argument("--max-batch", type=_positive(int), default=4,
-                   help="most images per model call; 1 turns batching off (default 4)")
-    v.add_argument("--max-wait-ms", type=float, default=5.0,
-                   help="how long a short batch waits for more requests, in ms (default 5)")
+    v.add_argument("--max-batch", type=_positive(int), default=8,
+                   help="most images per model call; 1 turns batching off (default 8)")
+    v.add_argument("--max-wait-ms", type=float, default=0.0,
+                   help="how long a short batch waits for more requests, in ms (default 0: "
+                   "group only what is already queued)")
     v.add_argument("--quiet", action="store_true", help="no access log")
     return p
 

@@ -14,7 +14,7 @@ import threading
 import time
 import zlib
 
-import httpx
+import httpx2 as httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient

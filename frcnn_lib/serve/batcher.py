@@ -77,7 +77,7 @@ class Batcher:
       max_wait_ms: how long a short batch waits for more requests.
     """
 
-    def __init__(self, detect, max_batch=4, queue_size=16, max_wait_ms=5.0):
+    def __init__(self, detect, max_batch=8, queue_size=16, max_wait_ms=0.0):
         if max_batch < 1 or queue_size < 1 or max_wait_ms < 0:
             raise ValueError("max_batch and queue_size must be >= 1 and max_wait_ms >= 0")
         self._detect = detect
