@@ -18,7 +18,8 @@ Latency is the client's round trip of the 200 answers; throughput counts 200 ans
 second of wall time of the rounds; "CPU ms/req" is the server process's CPU time (all threads)
 per 200 answer, the steadier number on a shared machine (it does not grow while another
 process holds the cores); "model ms/img" is the median of ``model_ms / batch_images`` over
-the answers, the model's own share; peak RSS is the server's ``VmHWM`` (Linux) at the end.
+the answers (wall time of the model call, so it includes the time the call was preempted by
+decoding and HTTP work on the same cores); peak RSS is the server's ``VmHWM`` (Linux) at the end.
 """
 import argparse
 import io
@@ -231,8 +232,7 @@ def main():
     on, off, small = rows[0], rows[1], rows[3]
     print(f"SUMMARY throughput batching on / off = {on['rps'] / off['rps']:.2f}x "
           f"({on['rps']:.1f} vs {off['rps']:.1f} req/s), p50 {on['p50']:.0f} vs {off['p50']:.0f} ms, "
-          f"server CPU per request {on['cpu_ms'] / off['cpu_ms']:.2f}x, model time per image "
-          f"{on['model_ms'] / off['model_ms']:.2f}x; "
+          f"server CPU per request {on['cpu_ms'] / off['cpu_ms']:.2f}x; "
           f"small queue: {small['busy']} of {small['sent']} answered 503; "
           f"statuses other than 200/503: {sum(len(r['others']) for r in rows)}")
 

@@ -532,6 +532,17 @@ def test_serve_misuse_is_one_error_line(tmp_path, capsys):
                    f"--port {port}", "in use")
 
 
+def test_serve_without_the_extra_names_it(tmp_path, monkeypatch, capsys):
+    import sys
+
+    model_file = tmp_path / "m.keras"
+    model_file.write_bytes(b"x")
+    for name in [n for n in sys.modules if n == "frcnn_lib.serve" or n.startswith("frcnn_lib.serve.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "fastapi", None)       # as if FastAPI were not installed
+    _one_error(capsys, _call(["serve", "--model", model_file]), "fastapi", "frcnn_lib[serve]")
+
+
 def test_serve_command_loads_the_model_and_hands_uvicorn_a_warm_app(model, images, tmp_path,
                                                                     monkeypatch, capsys):
     import uvicorn

@@ -41,9 +41,10 @@ class ServeSettings:
     max_upload_mb: float = 10.0    # whole request body, batch included -> 413 beyond
     max_megapixels: float = 25.0   # declared H * W of one image -> 413 beyond (a 6000 x 4000 photo is 24)
     queue_size: int = 16           # images admitted and waiting -> 503 beyond
-    # Batching measured in benchmarks/bench_serve.py (2-core CPU, 8 clients): max_batch 8
-    # with no wait served 1.6x the requests/s of max_batch 1; waiting 5 ms only 1.2x (under
-    # load requests pile up while the model runs, so batches fill without waiting).
+    # Measured in benchmarks/bench_serve.py (2-core shared CPU, 8 clients; benchmarks/README.md):
+    # max_batch 8 without waiting used 0.85x the server CPU per request of max_batch 1 and
+    # served 1.12x the requests/s (0.9x-1.6x over three runs: noisy); waiting 5 ms did not
+    # help (under load, requests pile up while the model runs, so batches fill anyway).
     max_batch: int = 8             # images per model call; 1 switches batching off
     max_wait_ms: float = 0.0       # how long a short batch waits for more requests
     max_files: int = 16            # files in one /v1/detect/batch request

@@ -109,8 +109,11 @@ def test_page_draws_boxes_and_filters_them_client_side(chromium, server, tmp_pat
     from playwright.sync_api import sync_playwright
 
     batch, _ = make_batch()
-    uploads = {"first.png": batch[0].astype(np.uint8),
-               "second_portrait.png": np.ascontiguousarray(batch[1].astype(np.uint8).transpose(1, 0, 2))}
+    # A landscape image (the model's 64 x 96) and a portrait one (96 x 64, at the same scale:
+    # the middle of image 1, with its green rectangle, above a strip of the empty image 2),
+    # so that both canvases of the model and both layouts of the page are used.
+    portrait = np.concatenate([batch[1][:, 16:80], batch[2][:32, 16:80]], axis=0)
+    uploads = {"landscape.png": batch[0].astype(np.uint8), "portrait.png": portrait.astype(np.uint8)}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 900, "height": 720})
