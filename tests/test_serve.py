@@ -75,7 +75,7 @@ def test_decode_image_round_trips_png_and_reads_jpeg_gray_and_rgba(images):
     (b"%PDF-1.4\n" + bytes(300), 415, "not an image"),
     (png_declaring(100_000, 100_000), 413, "10000000000 pixels"),   # PIL's guard fires first
     (png_declaring(6000, 5000), 413, "6000 x 5000 = 30000000 pixels"),   # ours: 30 MP > 25
-])
+], ids=["empty", "text", "pdf", "bomb-100000x100000", "over-25-megapixels"])
 def test_decode_image_refuses_bad_uploads_with_their_status(data, status, words):
     with pytest.raises(BadImage) as caught:
         decode_image(data, "x.png")
