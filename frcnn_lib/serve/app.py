@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, List, Optional
 
 import numpy as np
-from fastapi import FastAPI, File, Request, UploadFile
+from fastapi import FastAPI, File, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.concurrency import run_in_threadpool
@@ -268,8 +268,8 @@ def create_app(model, settings=None, warm=True):
     @app.post("/v1/detect/batch", response_model=BatchDetections, responses=ERRORS,
               summary="Detect objects in several images (one model call where they fit)")
     async def detect_batch(files: Annotated[List[UploadFile], File(description=f"1..{max_files} images")]):
-        if not 1 <= len(files) <= max_files:
-            return _error(413, f"{len(files)} files: expected 1 to {max_files} per request")
+        if not 1 <= len(files) <= max_files:   # (the multipart parser already stops at max_files)
+            return _error(400, f"{len(files)} files: expected 1 to {max_files} per request")
         items, ms = await run(files)
         for item in items:
             item["time_ms"] = round(ms, 2)
