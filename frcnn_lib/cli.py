@@ -13,6 +13,10 @@ DATA_HELP = ("dataset spec: 'shapes', 'shapes:SPLIT' (train, val, test), "
              "'voc:VOCDEVKIT/VOC2007:SPLIT' or 'coco:ANNOTATIONS.json:IMAGE_DIR'")
 
 
+CLASSES_HELP = ("voc: data only: the class names in label order, 'a,b,c' or a file with one "
+                "name a line (default: the sorted unique object names of the split's annotations)")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with the project's one-line error format (``frcnn: error: ...``, exit 2)."""
 
@@ -55,6 +59,10 @@ def _parser():
     t.add_argument("--train-images", type=_positive(int), help="shapes only: number of generated training images")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a FasterRCNN argument, VALUE in JSON (e.g. --set rpn_nms_iou=0.6)")
+    t.add_argument("--classes", help=CLASSES_HELP)
+    t.add_argument("--init-model", metavar="M.keras", help="start from the weights of a trained "
+                   "model (same backbone): all of them for the same classes, all but the R-CNN "
+                   "predictor's class and box layers for a different number of classes")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints (weights, "
                    "optimizer state, epoch and step)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -66,6 +74,7 @@ def _parser():
     e.add_argument("--metric", choices=("voc07", "voc2010", "coco"), default="voc07",
                    help="VOC07 11-point AP, VOC2010+ area AP, or the twelve COCO numbers (default voc07)")
     e.add_argument("--iou", type=float, default=0.5, help="IoU threshold of the VOC metrics (default 0.5)")
+    e.add_argument("--classes", help=CLASSES_HELP + "; default: the model's own classes")
     e.add_argument("--out", help="JSON file to write the metrics to")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -177,8 +186,14 @@ def _overrides(pairs):
     return out
 
 
-def _load_data(spec, **kwargs):
+def _load_data(spec, classes=None, **kwargs):
+    """``datasets.load(spec)``; ``classes`` (a list, or "auto") names a VOC folder's classes."""
     from frcnn_lib import datasets
+    from frcnn_lib.errors import FrcnnError
+    if spec.strip().startswith("voc:"):
+        kwargs["class_names"] = classes or "auto"
+    elif classes not in (None, "auto"):
+        raise FrcnnError(f"--classes: only for voc: data; {spec} names its own classes")
     return datasets.load(spec, **kwargs)
 
 
@@ -199,10 +214,21 @@ def cmd_train(args):
     if args.resume:
         for name in ("last.keras", "state.json"):
             _existing_file(os.path.join(checkpoint_folder, name), "--resume: checkpoint")
+    if args.init_model:
+        _existing_file(args.init_model, "--init-model")
+        if args.resume:
+            raise FrcnnError("--init-model and --resume: choose one (a resumed run has its weights)")
+    from frcnn_lib.classes import data_classes, parse_class_list
+    classes = parse_class_list(args.classes) if args.classes else None
     spec = args.data or preset["data"]
     shapes_kw = {"num_images": train.get("train_images")} if spec.startswith("shapes") else {}
-    data = _load_data(spec, **shapes_kw)
-    val = _load_data(args.val_data) if args.val_data else None
+    data = _load_data(spec, classes, **shapes_kw)
+    # Validation data is read with the training classes, so that label k means one thing.
+    val = _load_data(args.val_data, data.class_names if args.val_data.startswith("voc:") else None) \
+        if args.val_data else None
+    if val is not None and list(val.class_names) != list(data.class_names):
+        raise FrcnnError(f"--val-data {args.val_data}: classes {val.class_names} differ from the "
+                         f"training data's {data.class_names}")
 
     from frcnn_lib import checkpoints, training
     from frcnn_lib.model import DEFAULTS, FasterRCNN
@@ -220,23 +246,44 @@ def cmd_train(args):
         if model.num_classes != data.num_classes:
             raise FrcnnError(f"--data {spec}: has {data.num_classes} classes but the checkpoint "
                              f"in {checkpoint_folder} was trained for {model.num_classes}")
+        if model.class_names is not None and list(model.class_names) != list(data.class_names):
+            raise FrcnnError(f"--data {spec}: classes {data.class_names} differ from the "
+                             f"checkpoint's {list(model.class_names)}")
         print(f"resuming from epoch {state['epoch']} (step {state['step']})")
     else:
         try:
-            model = FasterRCNN(data.num_classes, **{**preset["model"], **overrides})
+            model = FasterRCNN(data.num_classes, **data_classes(data), **{**preset["model"], **overrides})
         except (ValueError, TypeError) as err:  # FrcnnError included
             raise FrcnnError(f"--set / --preset {args.preset}: the model rejected these "
                              f"settings: {err}") from None
+        if args.init_model:
+            from frcnn_lib.finetune import init_from
+            print(init_from(model, checkpoints.load_model(args.init_model, compile=False)))
     training.fit(model, data, out, train["epochs"], train["batch_size"], train, val, state,
                  verbose=0 if args.quiet else 1)
     print(f"model written to {os.path.join(out, 'model.keras')}")
 
 
 def cmd_evaluate(args):
+    from frcnn_lib.classes import parse_class_list, saved_classes
+    from frcnn_lib.errors import FrcnnError
+
     _existing_file(args.model, "--model")
     if args.out:
         _writable_file(args.out)
-    data = _load_data(args.data)
+    model_names, model_ids = saved_classes(args.model)
+    if args.classes:
+        classes = parse_class_list(args.classes)
+    else:  # a VOC folder is read with the model's classes (its label order)
+        classes = model_names if args.data.strip().startswith("voc:") else None
+    data = _load_data(args.data, classes)
+    if model_names is not None and list(data.class_names) != list(model_names):
+        raise FrcnnError(f"--data {args.data}: classes {data.class_names} differ from the "
+                         f"model's {model_names}; evaluate on data with the model's classes")
+    data_ids = data.label_to_category_id
+    if model_ids is not None and data_ids is not None and \
+            [data_ids[k] for k in range(1, data.num_classes + 1)] != list(model_ids):
+        raise FrcnnError(f"--data {args.data}: category ids differ from the model's {model_ids}")
 
     from frcnn_lib import checkpoints, training
     from frcnn_lib.evaluation import evaluate_coco
@@ -256,6 +303,8 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
+    from frcnn_lib.errors import FrcnnError
+
     _existing_file(args.model, "--model")
     for path in args.images:
         _existing_file(path, "image")
@@ -267,7 +316,9 @@ def cmd_predict(args):
     from frcnn_lib.visualize import detection_grid
 
     model = checkpoints.load_model(args.model, compile=False)
-    names = args.class_names.split(",") if args.class_names else None
+    names = args.class_names.split(",") if args.class_names else model.class_names
+    if names is not None and len(names) != model.num_classes:
+        raise FrcnnError(f"--class-names: got {len(names)} names, the model has {model.num_classes} classes")
     results = []
     used = set()
     for path in progress_bar(args.images, "predict", enabled=not args.quiet):
@@ -283,12 +334,21 @@ def cmd_predict(args):
         used.add(name)
         detection_grid([image], [det], class_names=names, columns=1, min_score=0.0,
                        path=os.path.join(out, f"{name}.png"))
-        results.append({"image": path, "boxes": det["boxes"].round(2).tolist(),
-                        "scores": det["scores"].round(4).tolist(),
-                        "labels": det["labels"].astype(int).tolist(),
-                        "class_names": [names[i - 1] for i in det["labels"]] if names else None})
+        results.append(_prediction_json(path, det, names))
     training.write_json(os.path.join(out, "detections.json"), results)
     print(f"{sum(len(r['boxes']) for r in results)} detections in {len(results)} images -> {out}")
+
+
+def _prediction_json(path, det, names):
+    """One image's detections: the dataset's ``category_ids`` (the model's own labels
+    ``1..K`` when it knows no ids), ``names`` (or null), and the model's ``model_labels``."""
+    labels = det["labels"].astype(int)
+    ids = det.get("category_ids", labels)
+    return {"image": path, "boxes": det["boxes"].round(2).tolist(),
+            "scores": det["scores"].round(4).tolist(),
+            "category_ids": [int(i) for i in ids],
+            "names": [names[i - 1] for i in labels] if names is not None else None,
+            "model_labels": labels.tolist()}
 
 
 def cmd_export(args):
