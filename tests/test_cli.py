@@ -164,7 +164,8 @@ def test_predict_writes_detections_and_one_png_per_image(run, tmp_path, capsys):
     detections = json.loads((out / "detections.json").read_text())
     assert [d["image"] for d in detections] == [str(p) for p in paths]
     for d in detections:
-        assert len(d["boxes"]) == len(d["scores"]) == len(d["labels"])
+        assert len(d["boxes"]) == len(d["scores"]) == len(d["model_labels"]) == len(d["category_ids"])
+        assert d["names"] == [shapes.CLASS_NAMES[k - 1] for k in d["model_labels"]]
         assert all(0 <= v <= 160 for box in d["boxes"] for v in box)
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert len(pngs) == 3, pngs
