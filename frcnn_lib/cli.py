@@ -1,4 +1,5 @@
-"""The ``frcnn`` command line: ``train``, ``evaluate``, ``predict``, ``export`` and ``demo``.
+"""The ``frcnn`` command line: ``train``, ``evaluate``, ``predict``, ``export``, ``anchors``
+and ``demo``.
 
 Bad input ends with a one-line ``frcnn: error: ...`` on stderr and exit status 2; nothing
 prints a traceback for a user's mistake.
@@ -94,6 +95,21 @@ def _parser():
                        "images (B, H, W, 3) in 0..255 to padded detections.")
     x.add_argument("--model", required=True, help="a .keras file written by 'frcnn train'")
     x.add_argument("--out", required=True, help="SavedModel folder to write")
+
+    a = sub.add_parser("anchors", help="anchor scales, ratios and image size that fit a dataset's boxes",
+                       description="Report the box size and aspect distributions after the "
+                       "preset's resize, the best-anchor IoU coverage of the current anchors, and "
+                       "proposed anchor_scales / anchor_ratios / image size with their coverage; "
+                       "ends with the --set line for 'frcnn train'.")
+    a.add_argument("--data", help=DATA_HELP + " (default: the preset's)")
+    a.add_argument("--preset", default="shapes_cpu", help="the configuration whose anchors, "
+                   "image size and backbone stride are analysed (default: shapes_cpu)")
+    a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a FasterRCNN argument first, as in 'frcnn train'")
+    a.add_argument("--classes", help=CLASSES_HELP)
+    a.add_argument("--max-images", type=_positive(int), default=2000,
+                   help="analyse a seeded random subset of at most this many images (default 2000)")
+    a.add_argument("--train-images", type=_positive(int), help="shapes only: number of generated images")
 
     d = sub.add_parser("demo", help="the main job: train and evaluate on the embedded shapes data",
                        description="Train the shapes_cpu preset, evaluate VOC07 mAP@0.5 on held-out "
@@ -370,13 +386,36 @@ def cmd_export(args):
           f"boxes, scores, labels, num_detections)")
 
 
+def cmd_anchors(args):
+    from frcnn_lib.classes import parse_class_list
+    from frcnn_lib.presets import get_preset
+
+    preset = get_preset(args.preset)
+    overrides = _overrides(args.set)
+    spec = args.data or preset["data"]
+    shapes_kw = {"num_images": args.train_images} if args.train_images and spec.startswith("shapes") else {}
+    data = _load_data(spec, parse_class_list(args.classes) if args.classes else None, **shapes_kw)
+
+    from frcnn_lib.anchor_fit import analyse
+    from frcnn_lib.backbones import STRIDES
+    from frcnn_lib.model import DEFAULTS
+
+    s = {**DEFAULTS, **preset["model"], **_check_overrides(overrides, DEFAULTS)}
+    if s["backbone"] not in STRIDES:
+        from frcnn_lib.errors import FrcnnError
+        raise FrcnnError(f"--set backbone={s['backbone']!r}: expected one of {', '.join(STRIDES)}")
+    report = analyse(data, s["anchor_scales"], s["anchor_ratios"], STRIDES[s["backbone"]],
+                     int(s["image_min_side"]), int(s["image_max_side"]), max_images=args.max_images)
+    print(report)
+
+
 def cmd_demo(args):
     from frcnn_lib.report import run_demo
     run_demo(args.out, epochs=args.epochs, train_images=args.train_images, verbose=0 if args.quiet else 2)
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "export": cmd_export, "demo": cmd_demo}
+            "export": cmd_export, "anchors": cmd_anchors, "demo": cmd_demo}
 
 
 def main(argv=None):

@@ -19,7 +19,7 @@ from frcnn_lib.datasets import shapes
 from helpers.reliability import (copy_run, error_lines, finish, start_frcnn, train_args,
                                  trained_run)
 
-COMMANDS = ("train", "evaluate", "predict", "export", "demo")
+COMMANDS = ("train", "evaluate", "predict", "export", "anchors", "demo")
 
 
 @pytest.fixture(scope="module")
