@@ -65,7 +65,11 @@ def _parser():
                    "model (same backbone): all of them for the same classes, all but the R-CNN "
                    "predictor's class and box layers for a different number of classes")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints (weights, "
-                   "optimizer state, epoch and step)")
+                   "optimizer state, epoch and step) at the exact step, with the same data order")
+    t.add_argument("--checkpoint-every-steps", type=_positive(int), metavar="N",
+                   help="also checkpoint every N optimizer steps within an epoch (default: at epoch ends only)")
+    t.add_argument("--checkpoint-every-minutes", type=_positive(float), metavar="M",
+                   help="also checkpoint when M minutes have passed since the last checkpoint")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     e = sub.add_parser("evaluate", help="mAP of a saved model on a dataset",
@@ -81,13 +85,17 @@ def _parser():
 
     r = sub.add_parser("predict", help="detect objects in image files",
                        description="Run a model on images; writes OUT/detections.json and one "
-                       "annotated PNG per image.")
+                       "annotated PNG per image, at the image's own resolution (or --max-size).")
     r.add_argument("--model", required=True, help="a .keras file written by 'frcnn train'")
     r.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
     r.add_argument("--out", required=True, help="folder for detections.json and annotated images")
     r.add_argument("--score-threshold", type=float, default=0.5,
                    help="keep detections scoring at least this (default 0.5)")
-    r.add_argument("--class-names", help="comma-separated names of classes 1..K for the pictures")
+    r.add_argument("--class-names", help="comma-separated names of classes 1..K (default: the "
+                   "names the model was trained with, if it has them)")
+    r.add_argument("--max-size", type=_positive(int), metavar="PIXELS",
+                   help="scale pictures down so that their longer side is at most this "
+                   "(default: each image at its own resolution)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
     x = sub.add_parser("export", help="export a SavedModel for serving",
@@ -265,8 +273,13 @@ def cmd_train(args):
         if model.class_names is not None and list(model.class_names) != list(data.class_names):
             raise FrcnnError(f"--data {spec}: classes {data.class_names} differ from the "
                              f"checkpoint's {list(model.class_names)}")
-        print(f"resuming from epoch {state['epoch']} (step {state['step']})")
+        into = f", {state['epoch_step']} steps into epoch {state['epoch'] + 1}" if state["epoch_step"] else ""
+        print(f"resuming from epoch {state['epoch']} (step {state['step']}{into})")
     else:
+        import keras
+        # Seeded weight initialisation: a run is repeatable for a seed (and a resumed run can
+        # be compared with an uninterrupted one).
+        keras.utils.set_random_seed(int({**DEFAULTS, **preset["model"], **overrides}["seed"]))
         try:
             model = FasterRCNN(data.num_classes, **data_classes(data), **{**preset["model"], **overrides})
         except (ValueError, TypeError) as err:  # FrcnnError included
@@ -276,7 +289,8 @@ def cmd_train(args):
             from frcnn_lib.finetune import init_from
             print(init_from(model, checkpoints.load_model(args.init_model, compile=False)))
     training.fit(model, data, out, train["epochs"], train["batch_size"], train, val, state,
-                 verbose=0 if args.quiet else 1)
+                 verbose=0 if args.quiet else 1, checkpoint_every_steps=args.checkpoint_every_steps,
+                 checkpoint_every_minutes=args.checkpoint_every_minutes)
     print(f"model written to {os.path.join(out, 'model.keras')}")
 
 
@@ -329,7 +343,7 @@ def cmd_predict(args):
     from frcnn_lib import checkpoints, training
     from frcnn_lib.datasets.imageio import read_image
     from frcnn_lib.progress import progress_bar
-    from frcnn_lib.visualize import detection_grid
+    from frcnn_lib.visualize import save_detections
 
     model = checkpoints.load_model(args.model, compile=False)
     names = args.class_names.split(",") if args.class_names else model.class_names
@@ -348,8 +362,8 @@ def cmd_predict(args):
             n += 1
             name = f"{stem}-{n}"
         used.add(name)
-        detection_grid([image], [det], class_names=names, columns=1, min_score=0.0,
-                       path=os.path.join(out, f"{name}.png"))
+        save_detections(image, det, os.path.join(out, f"{name}.png"), class_names=names,
+                        max_size=args.max_size)
         results.append(_prediction_json(path, det, names))
     training.write_json(os.path.join(out, "detections.json"), results)
     print(f"{sum(len(r['boxes']) for r in results)} detections in {len(results)} images -> {out}")

@@ -47,6 +47,8 @@ DEFAULTS = dict(
     roi_foreground_iou=0.5, roi_background_iou_low=0.1, roi_background_iou_high=0.5,
     roi_box_weights=(10.0, 10.0, 5.0, 5.0), roi_head_units=4096, roi_head_dropout=0.5,
     detections_score_threshold=0.05, detections_nms_iou=0.3, detections_max=100,
+    # Gaussian Soft-NMS instead of NMS when > 0 (Bodla et al. 2017 use sigma 0.5); 0 = off.
+    detections_soft_nms_sigma=0.0,
     loss_rpn_objectness_weight=1.0, loss_rpn_box_weight=1.0, loss_rcnn_class_weight=1.0,
     loss_rcnn_box_weight=1.0, weight_decay=5e-4,
     image_min_side=600, image_max_side=1000, seed=0,
@@ -87,6 +89,8 @@ class FasterRCNN(keras.Model):
         s = self.settings
         if s["roi_pooling"] not in ("roi_pool", "roi_align"):
             raise FrcnnError(f"roi_pooling={s['roi_pooling']!r}: expected 'roi_pool' or 'roi_align'")
+        if not float(s["detections_soft_nms_sigma"]) >= 0:
+            raise FrcnnError(f"detections_soft_nms_sigma={s['detections_soft_nms_sigma']!r}: expected >= 0 (0 = off)")
 
         weights = None if skip_pretrained else s["backbone_weights"]
         self.backbone, self.stride = build_backbone(s["backbone"], weights)
@@ -201,7 +205,8 @@ class FasterRCNN(keras.Model):
         cls_logits, box_deltas = self._head(features, proposals, training)
         return rcnn.postprocess(cls_logits, box_deltas, proposals, valid, image_sizes,
                                 s["roi_box_weights"], s["detections_score_threshold"],
-                                s["detections_nms_iou"], s["detections_max"])
+                                s["detections_nms_iou"], s["detections_max"],
+                                s["detections_soft_nms_sigma"])
 
     # ----------------------------------------------------------------- training
     def compute_losses(self, images, targets, training=True):

@@ -51,12 +51,14 @@ def select_class_deltas(deltas, labels):
 
 
 def postprocess(logits, deltas, rois, roi_valid, image_sizes, box_weights, score_threshold,
-                nms_iou, max_detections):
+                nms_iou, max_detections, soft_nms_sigma=0.0):
     """Detections from the head's outputs, fixed size.
 
     Args:
       logits: ``(B, R, K)``.  deltas: ``(B, R, K, 4)``.  rois: ``(B, R, 4)``.
       roi_valid: ``(B, R)`` bool.  image_sizes: ``(B, 2)`` to clip to.
+      soft_nms_sigma: ``> 0`` replaces the class-wise NMS by Gaussian Soft-NMS
+        (``frcnn_lib.soft_nms``; scores are then the decayed ones).
 
     Returns:
       dict of ``boxes (B, D, 4)``, ``scores (B, D)``, ``labels (B, D)`` int32 (``-1`` pads),
@@ -74,11 +76,17 @@ def postprocess(logits, deltas, rois, roi_valid, image_sizes, box_weights, score
     boxes = tf.reshape(boxes, flat + [4])
     scores = tf.reshape(scores, flat)
     labels = tf.reshape(labels, flat)
-    keep, num = padded_nms(boxes, scores, nms_iou, max_detections, score_threshold, labels=labels)
+    if soft_nms_sigma > 0:
+        from frcnn_lib.soft_nms import soft_nms
+        keep, kept_scores, num = soft_nms(boxes, scores, soft_nms_sigma, max_detections,
+                                          score_threshold, labels=labels)
+    else:
+        keep, num = padded_nms(boxes, scores, nms_iou, max_detections, score_threshold, labels=labels)
+        kept_scores = gather_padded(scores, keep)
     valid = keep >= 0
     return {
         "boxes": gather_padded(boxes, keep),
-        "scores": tf.where(valid, gather_padded(scores, keep), 0.0),
+        "scores": tf.where(valid, kept_scores, 0.0),
         "labels": tf.where(valid, gather_padded(labels, keep), -1),
         "num_detections": num,
     }

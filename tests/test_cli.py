@@ -115,7 +115,7 @@ def test_train_writes_the_run_folder(run):
                  "checkpoints/state.json"):
         assert (run / name).is_file(), name
     state = json.loads((run / "checkpoints" / "state.json").read_text())
-    assert state == {"epoch": 1, "step": 2}          # 8 images / batch 4 = 2 steps
+    assert state == {"epoch": 1, "step": 2, "epoch_step": 0}   # 8 images / batch 4 = 2 steps
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["rpn_channels"] == 16 and config["epochs"] == 1
     rows = (run / "history.csv").read_text().splitlines()

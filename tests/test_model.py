@@ -52,6 +52,7 @@ def _non_default_arguments(weights_path):
         roi_foreground_iou=0.55, roi_background_iou_low=0.0, roi_background_iou_high=0.45,
         roi_box_weights=(8.0, 8.0, 4.0, 4.0), roi_head_units=48, roi_head_dropout=0.1,
         detections_score_threshold=0.1, detections_nms_iou=0.4, detections_max=20,
+        detections_soft_nms_sigma=0.5,
         loss_rpn_objectness_weight=0.5, loss_rpn_box_weight=2.0, loss_rcnn_class_weight=1.5,
         loss_rcnn_box_weight=0.75, weight_decay=1e-4,
         image_min_side=80, image_max_side=120, seed=7,
