@@ -118,6 +118,7 @@ def _parser():
     a.add_argument("--max-images", type=_positive(int), default=2000,
                    help="analyse a seeded random subset of at most this many images (default 2000)")
     a.add_argument("--train-images", type=_positive(int), help="shapes only: number of generated images")
+    a.add_argument("--quiet", action="store_true", help="no timing line at the end")
 
     d = sub.add_parser("demo", help="the main job: train and evaluate on the embedded shapes data",
                        description="Train the shapes_cpu preset, evaluate VOC07 mAP@0.5 on held-out "
