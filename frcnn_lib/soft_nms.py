@@ -27,13 +27,14 @@ import tensorflow as tf
 from frcnn_lib.boxes import iou
 
 
-def soft_nms(boxes, scores, sigma, max_output_size, score_threshold=0.0, labels=None):
+def soft_nms(boxes, scores, sigma, max_output_size, score_threshold=0.0, labels=None, valid=None):
     """Gaussian Soft-NMS over a batch.
 
     Args:
       boxes: ``(B, N, 4)`` xyxy.  scores: ``(B, N)``.  sigma: the Gaussian's ``sigma > 0``.
       max_output_size: ``D``.  score_threshold: boxes scoring ``<= score_threshold`` (at the
         start or after a decay) are dropped.  labels: optional ``(B, N)`` int, class-wise.
+      valid: optional ``(B, N)`` bool; False boxes are never kept (as ``nms.padded_nms``).
 
     Returns:
       ``indices (B, D)`` int32 (``-1`` pads after the kept ones), ``scores (B, D)`` float32
@@ -48,6 +49,8 @@ def soft_nms(boxes, scores, sigma, max_output_size, score_threshold=0.0, labels=
     batch = tf.shape(scores)[0]
     rows = tf.range(batch)
     active = scores > threshold                                          # (B, N)
+    if valid is not None:
+        active = tf.logical_and(active, valid)
     kept_indices = tf.TensorArray(tf.int32, size=max_output_size, element_shape=tf.TensorShape([None]))
     kept_scores = tf.TensorArray(tf.float32, size=max_output_size, element_shape=tf.TensorShape([None]))
 

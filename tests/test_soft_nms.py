@@ -9,12 +9,12 @@ from frcnn_lib.soft_nms import soft_nms
 from helpers.synthetic import make_batch, tiny_model
 
 
-def reference(boxes, scores, sigma, max_out, threshold, labels=None):
+def reference(boxes, scores, sigma, max_out, threshold, labels=None, valid=None):
     """Algorithm 1 on one image, as written in the paper, with a Python loop."""
     boxes = [np.asarray(b, np.float64) for b in boxes]
     s = [float(v) for v in scores]
     labels = [0] * len(s) if labels is None else list(labels)
-    remaining = [i for i in range(len(s)) if s[i] > threshold]
+    remaining = [i for i in range(len(s)) if s[i] > threshold and (valid is None or valid[i])]
     out_i, out_s = [], []
     while remaining and len(out_i) < max_out:
         m = max(remaining, key=lambda i: (s[i], -i))              # ties: the lower index
@@ -56,19 +56,21 @@ def test_three_boxes_by_hand():
     assert num.numpy().tolist() == [3]
 
 
-@pytest.mark.parametrize("sigma, threshold, classwise", [(0.5, 0.001, False), (0.5, 0.05, True),
-                                                          (0.1, 0.3, True), (2.0, 0.0, False)])
-def test_against_the_numpy_loop(sigma, threshold, classwise):
+@pytest.mark.parametrize("sigma, threshold, classwise, masked", [
+    (0.5, 0.001, False, False), (0.5, 0.05, True, False), (0.1, 0.3, True, True), (2.0, 0.0, False, True)])
+def test_against_the_numpy_loop(sigma, threshold, classwise, masked):
     rng = np.random.default_rng(int(sigma * 10) + int(threshold * 100))
     cases = [random_case(rng, 40) for _ in range(3)]
     boxes = np.stack([c[0] for c in cases])
     scores = np.stack([c[1] for c in cases])
     labels = np.stack([c[2] for c in cases]) if classwise else None
+    valid = rng.random(scores.shape) > 0.2 if masked else None   # invalid: never kept
     max_out = 25
-    idx, out, num = soft_nms(boxes, scores, sigma, max_out, threshold, labels=labels)
+    idx, out, num = soft_nms(boxes, scores, sigma, max_out, threshold, labels=labels, valid=valid)
     for b in range(3):
         ref_i, ref_s = reference(boxes[b], scores[b], sigma, max_out, threshold,
-                                 None if labels is None else labels[b])
+                                 None if labels is None else labels[b],
+                                 None if valid is None else valid[b])
         n = len(ref_i)
         assert int(num[b]) == n
         np.testing.assert_array_equal(idx[b, :n].numpy(), ref_i)
