@@ -8,6 +8,7 @@ import os
 import platform
 import time
 
+from frcnn_lib.classes import data_classes
 from frcnn_lib import training
 from frcnn_lib.datasets import shapes
 from frcnn_lib.evaluation import evaluate_voc
@@ -28,7 +29,7 @@ def run_demo(out="runs/demo", epochs=None, train_images=None, verbose=2):
     train_data = shapes.load("train", num_images=train["train_images"])
     val_data = shapes.load("val", num_images=train["val_images"])
     test_data = shapes.load("test", num_images=train["test_images"])
-    model = FasterRCNN(train_data.num_classes, **preset["model"])
+    model = FasterRCNN(train_data.num_classes, **data_classes(train_data), **preset["model"])
     t1 = time.perf_counter()
     history = training.fit(model, train_data, out, train["epochs"], train["batch_size"], train,
                            val_data=val_data, verbose=verbose)

@@ -173,3 +173,25 @@ def test_init_model_with_another_backbone_fails_in_one_line(tmp_path_factory, tm
                  "--init-model", shapes_run / "model.keras", "--set", "backbone=vgg16", *TINY_SET])
     one_error_line(capsys, code, "--init-model", "vgg16")
     assert not (tmp_path / "r" / "model.keras").exists()
+
+
+def test_train_on_coco_keeps_its_category_ids_and_predict_writes_them(tmp_path, capsys):
+    """COCO ids are not contiguous (the fixture has 2, 5, 11): the model keeps them."""
+    fixture = FIXTURE.parents[1] / "coco_mini"
+    categories = json.loads((fixture / "annotations.json").read_text())["categories"]
+    by_id = sorted((c["id"], c["name"]) for c in categories)
+    out = tmp_path / "run"
+    code = call(["train", "--data", f"coco:{fixture / 'annotations.json'}:{fixture / 'images'}",
+                 "--out", out, "--epochs", "1", "--batch-size", "2", "--quiet", *TINY_SET])
+    assert code == 0, capsys.readouterr().err
+    model = checkpoints.load_model(out / "model.keras", compile=False)
+    assert list(model.category_ids) == [i for i, _ in by_id] == [2, 5, 11]
+    assert list(model.class_names) == [n for _, n in by_id]
+    image = next((fixture / "images").glob("*.png"))
+    code = call(["predict", "--model", out / "model.keras", image, "--out", tmp_path / "p",
+                 "--score-threshold", "0", "--quiet"])
+    assert code == 0
+    [det] = json.loads((tmp_path / "p" / "detections.json").read_text())
+    assert len(det["model_labels"]) > 0
+    assert det["category_ids"] == [by_id[k - 1][0] for k in det["model_labels"]]
+    assert det["names"] == [by_id[k - 1][1] for k in det["model_labels"]]

@@ -69,10 +69,11 @@ def test_get_config_from_config_round_trips_every_argument(tmp_path):
     weights = str(tmp_path / "small_backbone.weights.h5")
     build_backbone("small")[0].save_weights(weights)
     args = _non_default_arguments(weights)
-    model = FasterRCNN(3, name="my_detector", **args)
+    model = FasterRCNN(3, name="my_detector", class_names=["a", "b", "c"], category_ids=[4, 8, 15], **args)
 
     config = model.get_config()
     expected = {"name": "my_detector", "trainable": True, "num_classes": 3,
+                "class_names": ["a", "b", "c"], "category_ids": [4, 8, 15],
                 "dtype": keras.saving.serialize_keras_object(keras.DTypePolicy("float32"))}
     expected.update({k: list(v) if isinstance(v, tuple) else v for k, v in args.items()})
     assert config == expected
