@@ -25,9 +25,9 @@ aspects, both in log space), then a few rounds of coordinate search, each value 
 ``(G, A)``) rises.  Then, for each image-size factor (``1, 1.5, 2`` by default: the anchors
 scale with the image), the full-grid coverage is measured; the smallest factor within 0.01 of
 the best coverage at IoU 0.5 is proposed, the current anchors competing at factor 1
-(bigger images cost time and memory, so only a real gain earns them).  Small boxes gain from a bigger image because anchor centres are
-``stride`` pixels apart: a 16-pixel box between two centres 8 pixels apart cannot reach
-IoU 0.7 with any anchor.
+(bigger images cost time and memory, so only a real gain earns them).  Small boxes gain
+from a bigger image because anchor centres are ``stride`` pixels apart: a 16-pixel box
+between two centres 8 pixels apart cannot reach IoU 0.7 with any anchor.
 """
 from __future__ import annotations
 

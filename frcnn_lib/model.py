@@ -96,7 +96,8 @@ class FasterRCNN(keras.Model):
         if s["roi_pooling"] not in ("roi_pool", "roi_align"):
             raise FrcnnError(f"roi_pooling={s['roi_pooling']!r}: expected 'roi_pool' or 'roi_align'")
         if not float(s["detections_soft_nms_sigma"]) >= 0:
-            raise FrcnnError(f"detections_soft_nms_sigma={s['detections_soft_nms_sigma']!r}: expected >= 0 (0 = off)")
+            raise FrcnnError(f"detections_soft_nms_sigma={s['detections_soft_nms_sigma']!r}: "
+                             f"expected >= 0 (0 = off)")
 
         weights = None if skip_pretrained else s["backbone_weights"]
         self.backbone, self.stride = build_backbone(s["backbone"], weights)

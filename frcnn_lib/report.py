@@ -8,8 +8,8 @@ import os
 import platform
 import time
 
-from frcnn_lib.classes import data_classes
 from frcnn_lib import training
+from frcnn_lib.classes import data_classes
 from frcnn_lib.datasets import shapes
 from frcnn_lib.evaluation import evaluate_voc
 from frcnn_lib.model import FasterRCNN
