@@ -26,6 +26,7 @@ from frcnn_lib import targets as target_assignment
 from frcnn_lib.anchors import generate_anchors, num_anchors_per_location
 from frcnn_lib.backbones import (NEUTRAL_RGB, build_backbone, build_roi_head,
                                  copy_imagenet_head_weights, freeze, frozen_stages_for)
+from frcnn_lib.classes import name_detections, validate_classes
 from frcnn_lib.errors import FrcnnError
 from frcnn_lib.rpn import RPNHead, generate_proposals
 
@@ -52,6 +53,8 @@ DEFAULTS = dict(
     roi_box_weights=(10.0, 10.0, 5.0, 5.0), roi_head_units=4096, roi_head_dropout=0.5,
     detections_score_threshold=0.05, detections_nms_iou=0.3, detections_max=100,
     detections_min_size=0.01,  # torchvision's RoIHeads drops boxes under 1e-2 px
+    # Gaussian Soft-NMS instead of NMS when > 0 (Bodla et al. 2017 use sigma 0.5); 0 = off.
+    detections_soft_nms_sigma=0.0,
     loss_rpn_objectness_weight=1.0, loss_rpn_box_weight=1.0, loss_rcnn_class_weight=1.0,
     loss_rcnn_box_weight=1.0, weight_decay=5e-4,
     image_min_side=600, image_max_side=1000, seed=0,
@@ -69,9 +72,12 @@ class FasterRCNN(keras.Model):
     Train with ``compile(optimizer=...)`` and ``fit(dataset)``, where the dataset yields
     ``(images (B, H, W, 3) float 0..255, {"boxes": (B, G, 4), "labels": (B, G)})`` and may add
     ``"image_sizes": (B, 2)``, the content size inside padded images.
+
+    ``class_names`` / ``category_ids`` (optional, ``num_classes`` each): the dataset's names
+    and own ids of labels ``1..K``, kept in the config (see ``frcnn_lib.classes``).
     """
 
-    def __init__(self, num_classes, **kwargs):
+    def __init__(self, num_classes, class_names=None, category_ids=None, **kwargs):
         unknown = sorted(set(kwargs) - set(DEFAULTS) - {"name", "trainable", "dtype", "_skip_pretrained"})
         if unknown:
             raise FrcnnError(f"FasterRCNN: unknown argument(s) {', '.join(unknown)}; "
@@ -82,12 +88,16 @@ class FasterRCNN(keras.Model):
         if int(num_classes) < 1:
             raise FrcnnError(f"num_classes={num_classes}: expected a positive number of object classes")
         self.num_classes = int(num_classes)
+        self.class_names, self.category_ids = validate_classes(self.num_classes, class_names, category_ids)
         self.settings = {**DEFAULTS, **kwargs}
         for key in ("anchor_scales", "anchor_ratios", "roi_box_weights"):
             self.settings[key] = tuple(float(v) for v in self.settings[key])
         s = self.settings
         if s["roi_pooling"] not in ("roi_pool", "roi_align"):
             raise FrcnnError(f"roi_pooling={s['roi_pooling']!r}: expected 'roi_pool' or 'roi_align'")
+        if not float(s["detections_soft_nms_sigma"]) >= 0:
+            raise FrcnnError(f"detections_soft_nms_sigma={s['detections_soft_nms_sigma']!r}: "
+                             f"expected >= 0 (0 = off)")
 
         weights = None if skip_pretrained else s["backbone_weights"]
         self.backbone, self.stride = build_backbone(s["backbone"], weights)
@@ -119,6 +129,9 @@ class FasterRCNN(keras.Model):
     def get_config(self):
         config = {"name": self.name, "trainable": self.trainable, "num_classes": self.num_classes,
                   "dtype": keras.saving.serialize_keras_object(self.dtype_policy)}
+        for key in ("class_names", "category_ids"):
+            value = getattr(self, key)
+            config[key] = None if value is None else list(value)
         for key, value in self.settings.items():
             config[key] = list(value) if isinstance(value, tuple) else value
         return config
@@ -242,7 +255,8 @@ class FasterRCNN(keras.Model):
         return rcnn.postprocess(cls_logits, box_deltas, proposals, valid, image_sizes,
                                 s["roi_box_weights"], s["detections_score_threshold"],
                                 s["detections_nms_iou"], s["detections_max"],
-                                s["detections_min_size"], self._nms_method(portable))
+                                s["detections_min_size"], self._nms_method(portable),
+                                soft_nms_sigma=s["detections_soft_nms_sigma"])
 
     # ----------------------------------------------------------------- training
     def compute_losses(self, images, targets, training=True, portable=None):
@@ -412,12 +426,13 @@ class FasterRCNN(keras.Model):
 
         Returns:
           one dict (or a list of dicts for a list) of numpy arrays ``boxes (n, 4)`` xyxy,
-          ``scores (n,)``, ``labels (n,)``.
+          ``scores (n,)``, ``labels (n,)``, plus ``names (n,)`` str and ``category_ids (n,)``
+          when the model was given ``class_names`` / ``category_ids``.
         """
         from frcnn_lib.detect import detect_images
         # An array of rank <= 3 is one image (validated by detect_images); rank 4 is a batch.
         single = isinstance(images, np.ndarray) and images.ndim <= 3
-        results = detect_images(self, [images] if single else list(images), batch_size)
+        results = name_detections(self, detect_images(self, [images] if single else list(images), batch_size))
         return results[0] if single else results
 
     def export(self, filepath, format="tf_saved_model", verbose=True, **kwargs):

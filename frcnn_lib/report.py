@@ -9,6 +9,7 @@ import platform
 import time
 
 from frcnn_lib import training
+from frcnn_lib.classes import data_classes
 from frcnn_lib.datasets import shapes
 from frcnn_lib.evaluation import evaluate_voc
 from frcnn_lib.model import FasterRCNN
@@ -30,7 +31,7 @@ def run_demo(out="runs/demo", epochs=None, train_images=None, verbose=1):
     train_data = shapes.load("train", num_images=train["train_images"])
     val_data = shapes.load("val", num_images=train["val_images"])
     test_data = shapes.load("test", num_images=train["test_images"])
-    model = FasterRCNN(train_data.num_classes, **preset["model"])
+    model = FasterRCNN(train_data.num_classes, **data_classes(train_data), **preset["model"])
     t1 = time.perf_counter()
     stage(f"training {train['epochs']} epochs on {len(train_data)} images "
           f"(val_mAP on {len(val_data)} after each)", verbose > 0)

@@ -39,7 +39,8 @@ __all__ = [
 
 SPEC_FORMS = (
     "'shapes' or 'shapes:SPLIT' (SPLIT: train, val, test)",
-    "'voc:PATH/TO/VOCdevkit/VOC2007' or 'voc:PATH:SPLIT' (SPLIT default trainval)",
+    "'voc:PATH/TO/VOCdevkit/VOC2007' or 'voc:PATH:SPLIT' (SPLIT default trainval; any "
+    "classes: class_names= a list, or 'auto' to read them from the annotations)",
     "'coco:ANNOTATIONS.json:IMAGE_DIR'",
 )
 

@@ -156,7 +156,7 @@ def pad_to_canvas(image, canvas):
 
 def make_dataset(data, batch_size=2, training=False, min_side=None, max_side=None,
                  max_boxes=None, flip=True, shuffle=True, seed=0, repeat=False,
-                 drop_remainder=False, use_difficult=False) -> tf.data.Dataset:
+                 drop_remainder=False, use_difficult=False, skip_batches=0) -> tf.data.Dataset:
     """Batches of ``(images, targets)`` from a DetectionData (see the module docstring).
 
     Args:
@@ -174,6 +174,8 @@ def make_dataset(data, batch_size=2, training=False, min_side=None, max_side=Non
       drop_remainder: drop a last incomplete batch per orientation (makes ``B`` static).
       use_difficult: keep VOC ``difficult`` boxes as training targets (default: left out,
         as in the paper's code; evaluation still sees them).
+      skip_batches: start after this many batches of the same stream, without reading their
+        images (resuming mid-epoch; needs ``repeat``; see ``datasets/resume.py``).
 
     Returns:
       A ``tf.data.Dataset``, prefetched.
@@ -243,14 +245,11 @@ def make_dataset(data, batch_size=2, training=False, min_side=None, max_side=Non
                    "scales": scale, "indices": tf.cast(index, tf.int32)}
         return image, targets
 
-    n = len(data)
-    indices = tf.data.Dataset.range(n)
-    if training and shuffle:
-        indices = indices.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        indices = indices.repeat()
-    bits = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    ds = tf.data.Dataset.zip(indices, bits)
+    ds = index_stream(len(data), training and shuffle, repeat, seed)
+    if skip_batches:
+        from frcnn_lib.datasets.resume import skip_consumed
+        ds = skip_consumed(ds, lambda: index_stream(len(data), training and shuffle, repeat, seed),
+                           data, batch_size, min_side, max_side, single_canvas, skip_batches, repeat)
     ds = ds.map(load_tf, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     if single_canvas:
@@ -267,6 +266,17 @@ def make_dataset(data, batch_size=2, training=False, min_side=None, max_side=Non
             reduce_func=lambda key, window: window.batch(batch_size, drop_remainder=drop_remainder),
             window_size=batch_size)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def index_stream(n, shuffle, repeat, seed):
+    """The ``(record index, flip bits)`` int64 stream that :func:`make_dataset` reads images for."""
+    indices = tf.data.Dataset.range(n)
+    if shuffle:
+        indices = indices.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        indices = indices.repeat()
+    bits = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return tf.data.Dataset.zip(indices, bits)
 
 
 def flip_boxes(boxes, width):
