@@ -6,8 +6,8 @@ map size, ``C`` feature channels, ``S`` RoI pool size, ``F`` RoI feature size.
 ``FasterRCNN(backbone=...)`` knows three trunks by name (``frcnn_lib.backbones``). Any other
 trunk is a ``keras.Model`` (or Layer) mapping RGB ``(B, H, W, 3)`` float ``0..255`` to a feature
 map ``(B, Hf, Wf, C)`` whose cells are ``stride`` pixels apart. :func:`with_backbone` puts it into
-a model that has not been built yet: the RPN (built lazily) adapts to ``C``, the anchors and RoI
-pooling use ``stride``, and the RoI head is rebuilt for ``C`` channels (fc6 / fc7 of
+a freshly constructed model (not compiled or used yet): the RPN head is made again for ``C``
+channels, the anchors and RoI pooling use ``stride``, and the RoI head is rebuilt for ``C`` channels (fc6 / fc7 of
 ``roi_head_units``, as for the named trunks) unless you pass your own ``(B*R, S, S, C) -> (B*R, F)``
 head.
 
@@ -22,6 +22,8 @@ import numpy as np
 
 from frcnn_lib.backbones import build_roi_head
 from frcnn_lib.errors import FrcnnError
+from frcnn_lib.rcnn import RCNNPredictor
+from frcnn_lib.rpn import RPNHead
 
 CUSTOM = "custom"
 
@@ -30,7 +32,7 @@ def with_backbone(model, backbone, stride, roi_head=None):
     """Replace ``model``'s backbone (and RoI head) by ``backbone``; returns ``model``.
 
     Args:
-      model: a ``FasterRCNN`` that has not been built, called or trained yet.
+      model: a ``FasterRCNN`` that has not been compiled, called or trained yet.
       backbone: ``keras.Model`` or Layer, ``(B, H, W, 3)`` float ``0..255`` -> ``(B, Hf, Wf, C)``;
         it does its own preprocessing.
       stride: pixels between feature cells: an input of ``n * stride`` pixels must give
@@ -42,8 +44,8 @@ def with_backbone(model, backbone, stride, roi_head=None):
       FrcnnError: the model is already built, ``stride`` is not a positive integer, or the
         backbone's output does not have the shape ``stride`` implies.
     """
-    if model.built:
-        raise FrcnnError("with_backbone: the model is already built (called, trained or loaded); "
+    if getattr(model, "compiled", False) or getattr(model, "_frcnn_detect_fn", None) is not None:
+        raise FrcnnError("with_backbone: the model was already compiled or used; "
                          "replace the backbone of a freshly constructed FasterRCNN")
     if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
         raise FrcnnError(f"with_backbone: stride={stride!r}, expected a positive integer")
@@ -60,11 +62,21 @@ def with_backbone(model, backbone, stride, roi_head=None):
     pool = s["roi_pool_size"]
     if roi_head is None:
         roi_head = build_roi_head("custom", channels, pool, s["roi_head_units"], s["roi_head_dropout"])
-    for old in (model.backbone, model.roi_head):
+    # The constructor built every layer for the named trunk: the RPN head (C input channels)
+    # and the predictor (F input features) are made again for the new shapes.
+    rpn_head = RPNHead(model.num_anchors, s["rpn_channels"], name="rpn_head")
+    rpn_head.build((None, None, None, channels))
+    features = int(roi_head.output_shape[-1])
+    predictor = RCNNPredictor(model.num_classes + 1, name="rcnn_predictor")
+    predictor.build((None, features))
+    model._tracker.unlock()   # the constructor built the model, which locks its tracker
+    for old in (model.backbone, model.roi_head, model.rpn_head, model.predictor):
         # Keras tracks sub-layers on assignment and never forgets a replaced one: untrack the
-        # named trunk and its head, or their unused weights would stay in model.weights.
+        # named trunk and its heads, or their unused weights would stay in model.weights.
         model._tracker.untrack(old)
     model.backbone, model.stride = backbone, int(stride)
     model.roi_head, model.roi_output_size = roi_head, pool
+    model.rpn_head, model.predictor = rpn_head, predictor
+    model._tracker.lock()
     s["backbone"], s["backbone_weights"] = CUSTOM, None
     return model

@@ -57,8 +57,8 @@ def test_mistakes_give_one_line_errors():
     with pytest.raises(FrcnnError, match="keras.Model"):
         with_backbone(tiny_model(), lambda x: x, stride=8)
     built = tiny_model()
-    built.build()
-    with pytest.raises(FrcnnError, match="already built"):
+    built.compile(optimizer="adam")
+    with pytest.raises(FrcnnError, match="already compiled or used"):
         with_backbone(built, trunk(), stride=8)
     saved = with_backbone(tiny_model(), trunk(), stride=8)
     assert saved.get_config()["backbone"] == "custom"

@@ -129,9 +129,10 @@ class BodyLimit:
 
 # ---------------------------------------------------------------------- model side
 def warm_up(model, max_batch):
-    """Trace the detection graph before the first request: one call per canvas orientation,
-    with one image and (if batching) two, so that the batch dimension is traced as variable
-    (``reduce_retracing``) and no later batch size retraces."""
+    """Trace the detection graph before the first request: calls on two canvas shapes
+    (landscape and portrait), with one image and (if batching) two, so that ``reduce_retracing``
+    relaxes the trace to any canvas and batch size and no later request retraces (under XLA
+    each new canvas still compiles once; canvases are a bounded set, see ``canvas_for``)."""
     low, high = model.settings["image_min_side"], model.settings["image_max_side"]
     for shape in sorted({(low, high), (high, low)}):
         dummy = np.zeros(shape + (3,), np.uint8)

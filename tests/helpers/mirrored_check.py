@@ -70,7 +70,7 @@ def normalizers(model, images, targets):
     rpn_labels, _ = T.rpn_targets(anchors, targets["boxes"], targets["labels"], sizes, seed,
                                   s["rpn_positive_iou"], s["rpn_negative_iou"], s["rpn_batch_size"],
                                   s["rpn_positive_fraction"], s["rpn_allowed_border"])
-    proposals, _, valid = model._proposals(logits, deltas, anchors, sizes, True)
+    proposals, _, valid = model._proposals(logits, deltas, anchors, sizes, True, False)
     _, roi_labels, _ = T.rcnn_targets(proposals, valid, targets["boxes"], targets["labels"], seed + 1,
                                       s["roi_batch_size"], s["roi_foreground_fraction"],
                                       s["roi_foreground_iou"], s["roi_background_iou_low"],
