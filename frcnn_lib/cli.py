@@ -4,6 +4,7 @@ Bad input ends with a one-line ``frcnn: error: ...`` on stderr and exit status 2
 prints a traceback for a user's mistake.
 """
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -57,6 +58,11 @@ def _parser():
                    help="override a FasterRCNN argument, VALUE in JSON (e.g. --set rpn_nms_iou=0.6)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints (weights, "
                    "optimizer state, epoch and step)")
+    t.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default",
+                   help="devices to train on: default (one), mirrored (all local GPUs) or "
+                   "multiworker (the machines in the TF_CONFIG environment variable, each running "
+                   "this command; worker 0 writes OUT, which all must see to --resume; "
+                   "--batch-size is the global batch)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     e = sub.add_parser("evaluate", help="mAP of a saved model on a dataset",
@@ -199,15 +205,31 @@ def cmd_train(args):
     if args.resume:
         for name in ("last.keras", "state.json"):
             _existing_file(os.path.join(checkpoint_folder, name), "--resume: checkpoint")
+    from frcnn_lib import distribute
+    # Before any other TensorFlow work (collective ops' rule); None: one device.
+    strategy = None if args.strategy == "default" else distribute.make_strategy(args.strategy)
     spec = args.data or preset["data"]
     shapes_kw = {"num_images": train.get("train_images")} if spec.startswith("shapes") else {}
     data = _load_data(spec, **shapes_kw)
     val = _load_data(args.val_data) if args.val_data else None
 
-    from frcnn_lib import checkpoints, training
-    from frcnn_lib.model import DEFAULTS, FasterRCNN
+    from frcnn_lib.model import DEFAULTS
 
     overrides = _check_overrides(overrides, DEFAULTS)
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope, distribute.run_folder(out, strategy) as run_out:
+        _train_in_scope(args, preset, train, overrides, data, val, spec, out, run_out, strategy)
+    print(f"model written to {os.path.join(out, 'model.keras')}")
+
+
+def _train_in_scope(args, preset, train, overrides, data, val, spec, out, run_out, strategy):
+    """The model built (or loaded) and trained inside ``strategy.scope()`` (if any);
+    ``run_out`` is ``out`` on the chief, a temporary folder on the other workers."""
+    from frcnn_lib import checkpoints, training
+    from frcnn_lib.errors import FrcnnError
+    from frcnn_lib.model import FasterRCNN
+
+    checkpoint_folder = os.path.join(out, "checkpoints")
     state = None
     if args.resume:
         model, state = checkpoints.load_checkpoint(checkpoint_folder)
@@ -227,9 +249,8 @@ def cmd_train(args):
         except (ValueError, TypeError) as err:  # FrcnnError included
             raise FrcnnError(f"--set / --preset {args.preset}: the model rejected these "
                              f"settings: {err}") from None
-    training.fit(model, data, out, train["epochs"], train["batch_size"], train, val, state,
-                 verbose=0 if args.quiet else 1)
-    print(f"model written to {os.path.join(out, 'model.keras')}")
+    training.fit(model, data, run_out, train["epochs"], train["batch_size"], train, val, state,
+                 verbose=0 if args.quiet else 1, strategy=strategy)
 
 
 def cmd_evaluate(args):

@@ -57,13 +57,16 @@ def training_dataset(data, model, batch_size, seed=0):
 
 
 def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, resume_state=None,
-        steps_per_epoch=None, verbose=1, extra_callbacks=()):
+        steps_per_epoch=None, verbose=1, extra_callbacks=(), strategy=None):
     """Train ``model`` (compiled here unless it already is) and write the run folder.
 
     Args:
       model: a ``FasterRCNN``.  train_data / val_data: ``DetectionData``.
       out: the run folder.  epochs: the last epoch (``resume_state`` gives the first).
       train: the preset's training settings (optimizer, learning rate, schedule).
+      strategy: a ``tf.distribute`` strategy whose scope built ``model`` (and where it is
+        compiled); across machines each worker reads its own shard
+        (``frcnn_lib.distribute.training_input``).  Default: one device.
 
     Returns the ``keras.callbacks.History``.  Raises FrcnnError if the loss becomes
     non-finite (the last good checkpoint stays as it was).
@@ -77,7 +80,13 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
     initial_epoch = resume_state["epoch"] if resume_state else 0
     if resume_state:
         _trim_history(os.path.join(out, "history.csv"), initial_epoch)
-    dataset = training_dataset(train_data, model, batch_size, seed=int(model.settings["seed"]) + initial_epoch)
+    seed = int(model.settings["seed"]) + initial_epoch
+    if strategy is None:
+        dataset = training_dataset(train_data, model, batch_size, seed=seed)
+    else:
+        from frcnn_lib import distribute
+        dataset = distribute.training_input(strategy, train_data, model, batch_size, seed)
+        distribute.prepare_fit(model, strategy)
     stopper = checkpoints.StopOnNonFiniteLoss()
     callbacks = [stopper]
     if val_data is not None and len(val_data):
