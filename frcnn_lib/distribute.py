@@ -124,7 +124,8 @@ def training_input(strategy, data, model, batch_size, seed=0):
 
     s = model.settings
     kwargs = dict(training=True, min_side=s["image_min_side"], max_side=s["image_max_side"],
-                  shuffle=True, flip=True, repeat=True, max_boxes=data.max_boxes())
+                  shuffle=True, flip=True, repeat=True,
+                  max_boxes=data.max_boxes(use_difficult=False))  # one G for every shard
     workers = num_workers(strategy)
     if workers == 1:
         return make_dataset(data, batch_size, seed=seed, **kwargs)

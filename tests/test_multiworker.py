@@ -116,3 +116,24 @@ def test_multiworker_without_or_with_a_bad_tf_config_is_a_one_line_error(tmp_pat
         assert cli.main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("frcnn: error: TF_CONFIG: ") and words in err and "\n" not in err, (bad, err)
+
+
+def test_strategy_mirrored_trains_through_the_command_line(tmp_path, capsys):
+    """``--strategy mirrored`` (here: MirroredStrategy over this machine's one CPU) builds,
+    trains and saves inside the strategy's scope."""
+    import keras
+
+    from frcnn_lib import cli
+
+    out = tmp_path / "run"
+    argv = ["train", "--strategy", "mirrored", "--data", "shapes", "--train-images", "4",
+            "--batch-size", "2", "--epochs", "1", "--out", str(out), "--quiet"]
+    tiny = dict(anchor_scales=[16.0, 32.0, 64.0], rpn_channels=16, rpn_pre_nms_top_n_train=200,
+                rpn_post_nms_top_n_train=64, roi_batch_size=16, roi_head_units=32,
+                image_min_side=96, image_max_side=96)
+    argv += [f"--set={k}={json.dumps(v)}" for k, v in tiny.items()]
+    assert cli.main(argv) == 0, capsys.readouterr().err[-2000:]
+    state = json.loads((out / "checkpoints" / "state.json").read_text())
+    assert state == {"epoch": 1, "step": 2}
+    model = keras.models.load_model(out / "model.keras")
+    assert int(model.optimizer.iterations.numpy()) == 2

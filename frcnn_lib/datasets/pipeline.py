@@ -135,7 +135,8 @@ def pad_to_canvas(image, canvas):
 
 def make_dataset(data, batch_size=2, training=False, min_side=None, max_side=None,
                  max_boxes=None, flip=True, shuffle=True, seed=0, repeat=False,
-                 drop_remainder=False, use_difficult=False) -> tf.data.Dataset:
+                 drop_remainder=False, use_difficult=False,
+                 num_parallel_calls=None) -> tf.data.Dataset:
     """Batches of ``(images, targets)`` from a DetectionData (see the module docstring).
 
     Args:
@@ -153,6 +154,8 @@ def make_dataset(data, batch_size=2, training=False, min_side=None, max_side=Non
       drop_remainder: drop a last incomplete batch per orientation (makes ``B`` static).
       use_difficult: keep VOC ``difficult`` boxes as training targets (default: left out,
         as in the paper's code; evaluation still sees them).
+      num_parallel_calls: images decoded and resized at once; default ``tf.data.AUTOTUNE``
+        (tuned at run time; benchmarks/bench_pipeline.py compares fixed values).
 
     Returns:
       A ``tf.data.Dataset``, prefetched.
@@ -236,8 +239,9 @@ def make_dataset(data, batch_size=2, training=False, min_side=None, max_side=Non
         indices = indices.repeat()
     bits = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     ds = tf.data.Dataset.zip(indices, bits)
-    ds = ds.map(load_tf, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    parallel = tf.data.AUTOTUNE if num_parallel_calls is None else int(num_parallel_calls)
+    ds = ds.map(load_tf, num_parallel_calls=parallel)
+    ds = ds.map(prepare, num_parallel_calls=parallel)
     if single_canvas:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     else:
