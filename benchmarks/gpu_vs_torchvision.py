@@ -74,7 +74,11 @@ def torchvision_model(cfg, roi):
             super().__init__(["0"], output_size=7, sampling_ratio=0)
 
         def forward(self, x, boxes, image_shapes):
-            return roi_pool(x["0"], boxes, output_size=7, spatial_scale=1 / 16)
+            # roi_pool has no bfloat16 kernel (and no autocast rule): pool in float32.
+            features = x["0"]
+            pooled = roi_pool(features.float(), [b.float() for b in boxes], output_size=7,
+                              spatial_scale=1 / 16)
+            return pooled.to(features.dtype)
 
     backbone = vgg16(weights=None).features[:-1]  # conv5_3 + ReLU, without pool5
     backbone.out_channels = 512
