@@ -60,7 +60,8 @@ def configs(quick=False):
     if quick:
         out["vgg16"] = dict(kwargs=dict(vgg, roi_head_units=256, rpn_channels=64, rpn_pre_nms_top_n_test=600,
                                         rpn_post_nms_top_n_test=50, rpn_pre_nms_top_n_train=600,
-                                        rpn_post_nms_top_n_train=100, roi_batch_size=32),
+                                        rpn_post_nms_top_n_train=100, roi_batch_size=32,
+                                        image_min_side=128, image_max_side=160),
                             num_classes=VOC_CLASSES, size=(128, 160))
     return out
 

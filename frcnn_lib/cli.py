@@ -7,6 +7,7 @@ prints a traceback for a user's mistake.  Every command takes ``--quiet`` and ``
 module without loading TensorFlow until a command needs it (``_frcnn_console.py``).
 """
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -72,6 +73,11 @@ def _parser():
                    help="also checkpoint every N optimizer steps within an epoch (default: at epoch ends only)")
     t.add_argument("--checkpoint-every-minutes", type=_positive(float), metavar="M",
                    help="also checkpoint when M minutes have passed since the last checkpoint")
+    t.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default",
+                   help="devices to train on: default (one), mirrored (all local GPUs) or "
+                   "multiworker (the machines in the TF_CONFIG environment variable, each running "
+                   "this command; worker 0 writes OUT, which all must see to --resume; "
+                   "--batch-size is the global batch)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     e = sub.add_parser("evaluate", help="mAP of a saved model on a dataset",
@@ -270,6 +276,9 @@ def cmd_train(args):
             raise FrcnnError("--init-model and --resume: choose one (a resumed run has its weights)")
     from frcnn_lib.classes import data_classes, parse_class_list
     classes = parse_class_list(args.classes) if args.classes else None
+    from frcnn_lib import distribute
+    # Before any other TensorFlow work (collective ops' rule); None: one device.
+    strategy = None if args.strategy == "default" else distribute.make_strategy(args.strategy)
     spec = args.data or preset["data"]
     shapes_kw = {"num_images": train.get("train_images")} if spec.startswith("shapes") else {}
     data = _load_data(spec, classes, **shapes_kw)
@@ -280,10 +289,24 @@ def cmd_train(args):
         raise FrcnnError(f"--val-data {args.val_data}: classes {val.class_names} differ from the "
                          f"training data's {data.class_names}")
 
-    from frcnn_lib import checkpoints, training
-    from frcnn_lib.model import DEFAULTS, FasterRCNN
+    from frcnn_lib.model import DEFAULTS
 
     overrides = _check_overrides(overrides, DEFAULTS)
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope, distribute.run_folder(out, strategy) as run_out:
+        _train_in_scope(args, preset, train, overrides, data, val, spec, out, run_out, strategy)
+    print(f"model written to {os.path.join(out, 'model.keras')}")
+
+
+def _train_in_scope(args, preset, train, overrides, data, val, spec, out, run_out, strategy):
+    """The model built (or loaded) and trained inside ``strategy.scope()`` (if any);
+    ``run_out`` is ``out`` on the chief, a temporary folder on the other workers."""
+    from frcnn_lib import checkpoints, training
+    from frcnn_lib.classes import data_classes
+    from frcnn_lib.errors import FrcnnError
+    from frcnn_lib.model import DEFAULTS, FasterRCNN
+
+    checkpoint_folder = os.path.join(out, "checkpoints")
     state = None
     if args.resume:
         model, state = checkpoints.load_checkpoint(checkpoint_folder)
@@ -314,10 +337,9 @@ def cmd_train(args):
         if args.init_model:
             from frcnn_lib.finetune import init_from
             print(init_from(model, checkpoints.load_model(args.init_model, compile=False)))
-    training.fit(model, data, out, train["epochs"], train["batch_size"], train, val, state,
+    training.fit(model, data, run_out, train["epochs"], train["batch_size"], train, val, state,
                  verbose=0 if args.quiet else 1, checkpoint_every_steps=args.checkpoint_every_steps,
-                 checkpoint_every_minutes=args.checkpoint_every_minutes)
-    print(f"model written to {os.path.join(out, 'model.keras')}")
+                 checkpoint_every_minutes=args.checkpoint_every_minutes, strategy=strategy)
 
 
 def cmd_evaluate(args):

@@ -85,7 +85,7 @@ def resume_phases(resume_state, epochs, steps):
 
 def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, resume_state=None,
         steps_per_epoch=None, verbose=1, extra_callbacks=(), checkpoint_every_steps=None,
-        checkpoint_every_minutes=None):
+        checkpoint_every_minutes=None, strategy=None):
     """Train ``model`` (compiled here unless it already is) and write the run folder.
 
     Args:
@@ -96,6 +96,9 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
       checkpoint_every_steps / checkpoint_every_minutes: also checkpoint within epochs.
       resume_state: ``{"epoch", "step", "epoch_step"}`` of a checkpoint: training goes on
         from that exact step, with the data stream an uninterrupted run would have read.
+      strategy: a ``tf.distribute`` strategy whose scope built ``model`` (and where it is
+        compiled); across machines each worker reads its own shard
+        (``frcnn_lib.distribute.training_input``).  Default: one device.
 
     Returns the ``keras.callbacks.History``.  Raises FrcnnError if the loss becomes
     non-finite (the last good checkpoint stays as it was).
@@ -110,6 +113,12 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
     if resume_state:
         _trim_history(os.path.join(out, "history.csv"), initial_epoch)
     phases = resume_phases(resume_state, epochs, steps)
+    if strategy is not None:
+        from frcnn_lib import distribute
+        if any(skip for *_, skip in phases):
+            raise FrcnnError("--resume within an epoch with --strategy: not supported (each "
+                             "worker reads its own shard); resume from a checkpoint at an epoch end")
+        distribute.prepare_fit(model, strategy)
     stopper = checkpoints.StopOnNonFiniteLoss()
     callbacks = [stopper]
     if val_data is not None and len(val_data):
@@ -128,8 +137,11 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
     try:
         history = None
         for first, last, phase_steps, skip in phases:
-            dataset = training_dataset(train_data, model, batch_size, seed=int(model.settings["seed"]),
-                                       skip_batches=skip)
+            seed = int(model.settings["seed"])
+            if strategy is None:
+                dataset = training_dataset(train_data, model, batch_size, seed=seed, skip_batches=skip)
+            else:
+                dataset = distribute.training_input(strategy, train_data, model, batch_size, seed)
             part = model.fit(dataset, epochs=last, initial_epoch=first, steps_per_epoch=phase_steps,
                              callbacks=callbacks,
                              verbose=progress.fit_verbosity(verbose),  # no escape codes in pipes

@@ -156,7 +156,8 @@ def pad_to_canvas(image, canvas):
 
 def make_dataset(data, batch_size=2, training=False, min_side=None, max_side=None,
                  max_boxes=None, flip=True, shuffle=True, seed=0, repeat=False,
-                 drop_remainder=False, use_difficult=False, skip_batches=0) -> tf.data.Dataset:
+                 drop_remainder=False, use_difficult=False, skip_batches=0,
+                 num_parallel_calls=None) -> tf.data.Dataset:
     """Batches of ``(images, targets)`` from a DetectionData (see the module docstring).
 
     Args:
@@ -176,6 +177,8 @@ def make_dataset(data, batch_size=2, training=False, min_side=None, max_side=Non
         as in the paper's code; evaluation still sees them).
       skip_batches: start after this many batches of the same stream, without reading their
         images (resuming mid-epoch; needs ``repeat``; see ``datasets/resume.py``).
+      num_parallel_calls: images decoded and resized at once; default ``tf.data.AUTOTUNE``
+        (tuned at run time; benchmarks/bench_pipeline.py compares fixed values).
 
     Returns:
       A ``tf.data.Dataset``, prefetched.
@@ -250,8 +253,9 @@ def make_dataset(data, batch_size=2, training=False, min_side=None, max_side=Non
         from frcnn_lib.datasets.resume import skip_consumed
         ds = skip_consumed(ds, lambda: index_stream(len(data), training and shuffle, repeat, seed),
                            data, batch_size, min_side, max_side, single_canvas, skip_batches, repeat)
-    ds = ds.map(load_tf, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    parallel = tf.data.AUTOTUNE if num_parallel_calls is None else int(num_parallel_calls)
+    ds = ds.map(load_tf, num_parallel_calls=parallel)
+    ds = ds.map(prepare, num_parallel_calls=parallel)
     if single_canvas:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     else:
