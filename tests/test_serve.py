@@ -241,7 +241,7 @@ def served(model):
                              max_wait_ms=1.0, max_files=6)
     app = create_app(model, settings)
     with TestClient(app) as client:
-        yield client, app, model._frcnn_detect_fn.experimental_get_tracing_count()
+        yield client, app, model._frcnn_detect_fn[1].experimental_get_tracing_count()
 
 
 def _post(client, name, data, content_type="image/png"):
@@ -301,16 +301,16 @@ def test_no_request_retraces_after_warm_up(served, images):
         for n in (1, 2, 3, 4, 5):
             files = [("files", (name, encode(images[name]), "image/png"))] * n
             assert client.post("/v1/detect/batch", files=files).status_code == 200
-    assert app.state.model._frcnn_detect_fn.experimental_get_tracing_count() == traces
+    assert app.state.model._frcnn_detect_fn[1].experimental_get_tracing_count() == traces
 
 
 def test_warm_up_traces_every_canvas_and_batch_shape():
     fresh = tiny_model()
     warm_up(fresh, max_batch=3)
-    traced = fresh._frcnn_detect_fn.experimental_get_tracing_count()
+    traced = fresh._frcnn_detect_fn[1].experimental_get_tracing_count()
     for shape in ((64, 96, 3), (96, 64, 3), (40, 200, 3)):
         fresh.detect([np.zeros(shape, np.uint8)] * 3, batch_size=3)
-    assert fresh._frcnn_detect_fn.experimental_get_tracing_count() == traced
+    assert fresh._frcnn_detect_fn[1].experimental_get_tracing_count() == traced
 
 
 def _assert_error(response, status, *words):
