@@ -31,6 +31,7 @@ traceback reaches Keras' ``fit`` frame and through it the iterator), after a
 ``gc.collect()`` that destroys the pipeline while its threads can still finish.
 """
 import gc
+import re
 
 import tensorflow as tf
 
@@ -40,20 +41,25 @@ from frcnn_lib.errors import FrcnnError
 INPUT_CHECK = "frcnn input check: "
 # How the host-side reader's FrcnnError appears inside tf.data's error message.
 _HOST_ERROR = "FrcnnError: "
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 # ----------------------------------------------------------------------------- graph side
+# Grayscale batches are refused rather than converted: the model's input is RGB everywhere
+# (training, predict, export), and model.detect already converts raw images of any kind.
+_CHANNELS = ("images must be (B, H, W, 3) with 3 (RGB) channels (grayscale? repeat it: "
+             "np.repeat(images, 3, axis=-1); model.detect converts raw images itself)")
+
+
 def check_images(images):
     """Static check of ``images (B, H, W, 3)`` (at trace time): FrcnnError if it cannot be."""
     shape = tf.TensorShape(images.shape)
     if shape.rank is not None and shape.rank != 4:
         raise FrcnnError(f"images: expected shape (B, H, W, 3), got {shape}")
     if shape.rank == 4 and shape[-1] is not None and shape[-1] != 3:
-        hint = (" (grayscale? repeat it: np.repeat(images, 3, axis=-1); model.detect converts "
-                "raw images itself)" if shape[-1] == 1 else "")
-        raise FrcnnError(f"images: expected 3 (RGB) channels, got shape {shape}{hint}")
+        raise FrcnnError(f"{_CHANNELS}; got shape {tuple(shape)}")
     if shape.rank == 4 and shape[0] == 0:
-        raise FrcnnError(f"images: the batch holds no images (shape {shape})")
+        raise FrcnnError(f"images: the batch holds no images; got shape {tuple(shape)}")
 
 
 def _target(targets, key):
@@ -97,13 +103,13 @@ def check_inputs(images, targets, num_classes):
     image_shape, box_shape, label_shape = tf.shape(images), tf.shape(gt_boxes), tf.shape(gt_labels)
     checks = [
         tf.debugging.Assert(tf.equal(tf.size(image_shape), 4) & tf.equal(image_shape[-1], 3), [
-            INPUT_CHECK + "images must be (B, H, W, 3) RGB; got shape", image_shape]),
+            INPUT_CHECK + _CHANNELS + "; got shape", image_shape], summarize=8),
         tf.debugging.Assert(image_shape[0] > 0, [
-            INPUT_CHECK + "images: the batch holds no images; got shape", image_shape]),
+            INPUT_CHECK + "images: the batch holds no images; got shape", image_shape], summarize=8),
         tf.debugging.Assert(
             tf.equal(box_shape[-1], 4) & tf.reduce_all(tf.equal(box_shape[:2], label_shape)), [
                 INPUT_CHECK + "targets['boxes'] must be (B, G, 4) and targets['labels'] (B, G); "
-                "got shapes", box_shape, label_shape]),
+                "got shapes", box_shape, label_shape], summarize=8),
     ]
     with tf.control_dependencies(checks):
         images, gt_boxes, gt_labels = tf.identity(images), tf.identity(gt_boxes), tf.identity(gt_labels)
@@ -139,7 +145,7 @@ def _check_each(ok, what, values):
     first = tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int32)
     where = tf.stack([first // tf.maximum(num_boxes, 1), first % tf.maximum(num_boxes, 1)])
     rows = tf.reshape(values, tf.concat([[-1], tf.shape(values)[2:]], axis=0))
-    rows = tf.concat([rows, tf.zeros_like(rows[:1])], axis=0)
+    rows = tf.concat([rows, tf.zeros(tf.concat([[1], tf.shape(rows)[1:]], axis=0), rows.dtype)], axis=0)
     return tf.debugging.Assert(tf.reduce_all(ok), [INPUT_CHECK + what, where, rows[first]],
                                summarize=8)
 
@@ -149,8 +155,13 @@ def translate(err):
     """The one-line FrcnnError for ``err`` if it is a failed input check (graph or host
     reader), else None.  The result holds no reference to ``err``."""
     if isinstance(err, FrcnnError):
-        # Raised while Keras traced the step (a static shape): keep only the message.
-        return FrcnnError(str(err))
+        # Raised while Keras traced the step (a static shape): keep only the message, without
+        # the frame Keras wraps around errors raised in ``call`` ("Exception encountered when
+        # calling FasterRCNN.call(). <bold>message</bold> Arguments received by ...").
+        lines = [line.strip() for line in _ANSI.sub("", str(err)).splitlines()]
+        lines = [line for line in lines if line and not line.startswith("Exception encountered")]
+        ours = [line for line in lines if not line.startswith(("Arguments received", "•"))]
+        return FrcnnError(ours[0] if ours else str(err))
     if not isinstance(err, tf.errors.OpError):
         return None
     text = err.message or ""

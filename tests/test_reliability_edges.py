@@ -65,8 +65,9 @@ def hang_runs(broken_coco, tmp_path_factory):
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _start_subprocesses_first(hang_runs):
-    return hang_runs
+def _start_subprocesses_first(request):
+    if any(item.name.startswith("test_frcnn_train_exits") for item in request.session.items):
+        request.getfixturevalue("hang_runs")
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +166,8 @@ def test_grayscale_batch_is_rejected_naming_the_channels(model):
                  lambda: model.fit(gray, targets, batch_size=3, epochs=1, verbose=0),
                  lambda: model.evaluate(gray, targets, batch_size=3, verbose=0),
                  lambda: model.predict(gray, verbose=0)):
-        assert_rejected(model, call, "images", "3 (RGB) channels", "grayscale", "np.repeat")
+        assert_rejected(model, call, "images", "3 (RGB) channels", "grayscale", "np.repeat",
+                        "(3, 64, 96, 1)")
     assert_rejected(model, lambda: model.train_on_batch(np.concatenate([images, images[..., :1]], -1),
                                                         targets), "images", "channels")
 
@@ -206,7 +208,7 @@ def test_batch_of_zero_images_unknown_when_traced_is_rejected_when_run():
                             input_signature=[tf.TensorSpec([None, None, None, None]),
                                              tf.TensorSpec([None, None, 4]),
                                              tf.TensorSpec([None, None], tf.int32)])
-    with pytest.raises(FrcnnError, match=r"images must be \(B, H, W, 3\) RGB.*\(2, 64, 96, 1\)"):
+    with pytest.raises(FrcnnError, match=r"images must be \(B, H, W, 3\) with 3 \(RGB\).*\(2, 64, 96, 1\)"):
         input_checks.call_translating_errors(check_any, gray, np.zeros((2, 0, 4), np.float32),
                                              np.zeros((2, 0), np.int32))
 
@@ -232,11 +234,81 @@ def test_bad_value_in_a_batch_with_zero_images_or_slots_does_not_crash_the_check
     """The check itself once crashed on empty tensors (GatherNd); a bad label is still named."""
     import tensorflow as tf
 
+    check = tf.function(lambda b, l: input_checks.check_inputs(
+        tf.zeros([1, 8, 8, 3]), {"boxes": b, "labels": l}, 2))
     labels = np.array([[1, 9]], np.int32)
     with pytest.raises(FrcnnError, match=r"targets\['labels'\].*got 9 at image 0, box 1"):
-        input_checks.call_translating_errors(
-            input_checks.check_inputs, tf.zeros([1, 8, 8, 3]),
-            {"boxes": np.zeros((1, 2, 4), np.float32), "labels": labels}, 2)
+        input_checks.call_translating_errors(check, np.zeros((1, 2, 4), np.float32), labels)
     out = input_checks.check_inputs(tf.zeros([2, 8, 8, 3]), {"boxes": np.zeros((2, 0, 4)),
                                                              "labels": np.zeros((2, 0))}, 2)
     assert out[1].shape == (2, 0, 4) and out[2].shape == (2, 0)
+
+
+# ----------------------------------------------------------------------------- detect's images
+
+@pytest.mark.parametrize("mode, make, expected", [
+    # gray: the value in all three channels
+    ("L", lambda: Image.fromarray(np.full((2, 3), 77, np.uint8)), (77, 77, 77)),
+    # 16 bit: scaled by 255 / 65535 (257 * 40 -> 40), not clipped to 255
+    ("I;16", lambda: Image.fromarray(np.full((2, 3), 257 * 40, np.uint16)), (40, 40, 40)),
+    # 32-bit int holding 16-bit values: scaled the same way
+    ("I", lambda: Image.fromarray(np.full((2, 3), 65535, np.int32)), (255, 255, 255)),
+    # palette: the palette colour of the index
+    ("P", lambda: _palette_image(), (10, 200, 30)),
+    # gray + alpha, RGBA: composited over white; alpha 0 -> white, 255 -> the colour
+    ("LA", lambda: Image.new("LA", (3, 2), (50, 0)), (255, 255, 255)),
+    ("RGBA", lambda: Image.new("RGBA", (3, 2), (200, 100, 0, 255)), (200, 100, 0)),
+    # CMYK (0, 0, 0, 0) is white
+    ("CMYK", lambda: Image.new("CMYK", (3, 2), (0, 0, 0, 0)), (255, 255, 255)),
+    ("1", lambda: Image.new("1", (3, 2), 1), (255, 255, 255)),
+    ("RGB", lambda: Image.new("RGB", (3, 2), (1, 2, 3)), (1, 2, 3)),
+])
+def test_pil_images_of_every_mode_become_rgb_uint8(mode, make, expected):
+    from frcnn_lib.datasets.pipeline import as_rgb_uint8
+
+    image = make()
+    assert image.mode == mode
+    rgb = as_rgb_uint8(image)
+    assert rgb.dtype == np.uint8 and rgb.shape == (2, 3, 3)
+    np.testing.assert_array_equal(rgb, np.broadcast_to(np.array(expected, np.uint8), (2, 3, 3)))
+
+
+def _palette_image():
+    image = Image.new("P", (3, 2), 5)
+    palette = [0] * 768
+    palette[15:18] = [10, 200, 30]
+    image.putpalette(palette)
+    return image
+
+
+def test_detect_on_a_pil_image_equals_detect_on_its_array(model):
+    pixels = (make_batch()[0][0]).astype(np.uint8)
+    from_array = model.detect(pixels)
+    from_pil = model.detect(Image.fromarray(pixels))
+    both = model.detect([Image.fromarray(pixels).convert("RGBA"), pixels])
+    for result in (from_pil, *both):
+        for key in ("boxes", "scores", "labels"):
+            np.testing.assert_array_equal(result[key], from_array[key])
+
+
+@pytest.mark.parametrize("bad, words", [
+    (None, ["image 2", "got None", "cv2.imread returns None"]),
+    ("photo.jpg", ["image 2", "got str", "a file name?"]),
+    (3.5, ["image 2", "got float"]),
+    ({"image": 1}, ["image 2", "got dict"]),
+    ([[1, 2], [3, 4]], ["image 2", "got list"]),
+], ids=["None", "path", "number", "dict", "nested-list"])
+def test_detect_rejects_non_images_naming_the_index(model, bad, words):
+    good = np.zeros((20, 30, 3), np.uint8)
+    with pytest.raises(FrcnnError) as info:
+        model.detect([good, good, bad])
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+    with pytest.raises(FrcnnError, match="image 0"):
+        model.detect(bad)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 1.5, "2", None, True])
+def test_detect_batch_size_must_be_a_positive_int(model, batch_size):
+    with pytest.raises(FrcnnError, match=r"batch_size: expected a positive int, got"):
+        model.detect([np.zeros((20, 30, 3), np.uint8)], batch_size=batch_size)
