@@ -353,6 +353,14 @@ def main(argv=None):
         return 2
     except KeyboardInterrupt:
         print("frcnn: interrupted", file=sys.stderr)
+        interrupted = True
+    else:
+        interrupted = False
+    if interrupted:
+        # The traceback is gone now: free an interrupted tf.data pipeline (held by a Keras
+        # reference cycle) before exit, while its threads can still finish (see input_checks).
+        import gc
+        gc.collect()
         return 130
     if not getattr(args, "quiet", False):
         print(f"done in {time.perf_counter() - start:.1f} s")
