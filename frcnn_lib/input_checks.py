@@ -33,6 +33,7 @@ traceback reaches Keras' ``fit`` frame and through it the iterator), after a
 import gc
 import re
 
+import numpy as np
 import tensorflow as tf
 
 from frcnn_lib.errors import FrcnnError
@@ -42,6 +43,9 @@ INPUT_CHECK = "frcnn input check: "
 # How the host-side reader's FrcnnError appears inside tf.data's error message.
 _HOST_ERROR = "FrcnnError: "
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# Keyword options of fit / evaluate / predict that count images or steps.
+_COUNT_OPTIONS = ("batch_size", "steps", "steps_per_epoch", "validation_steps",
+                  "validation_batch_size", "validation_freq")
 
 
 # ----------------------------------------------------------------------------- graph side
@@ -188,7 +192,13 @@ def _graph_message(text):
 def call_translating_errors(function, *args, **kwargs):
     """``function(*args, **kwargs)``; a failed input check leaves as a one-line FrcnnError
     (no chained TensorFlow error), after the input pipeline it failed in was freed (see the
-    module docstring).  Other errors pass unchanged."""
+    module docstring).  Other errors pass unchanged.  Keras' counting options, when given,
+    must be positive ints (FrcnnError naming the option, before any work)."""
+    for name in _COUNT_OPTIONS:
+        value = kwargs.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                                  or value < 1):
+            raise FrcnnError(f"{name}: expected a positive int (or None), got {value!r}")
     try:
         return function(*args, **kwargs)
     except (FrcnnError, tf.errors.OpError) as err:

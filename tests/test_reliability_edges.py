@@ -318,3 +318,14 @@ def test_detect_rejects_non_images_naming_the_index(model, bad, words):
 def test_detect_batch_size_must_be_a_positive_int(model, batch_size):
     with pytest.raises(FrcnnError, match=r"batch_size: expected a positive int, got"):
         model.detect([np.zeros((20, 30, 3), np.uint8)], batch_size=batch_size)
+
+
+@pytest.mark.parametrize("how, option, value", [
+    ("predict", "batch_size", 0), ("predict", "steps", -1), ("evaluate", "batch_size", 2.5),
+    ("fit", "steps_per_epoch", 0), ("fit", "batch_size", True)])
+def test_counting_options_of_fit_evaluate_predict_are_checked(model, how, option, value):
+    images, targets = make_batch()
+    call = {"fit": lambda: model.fit(images, targets, epochs=1, verbose=0, **{option: value}),
+            "evaluate": lambda: model.evaluate(images, targets, verbose=0, **{option: value}),
+            "predict": lambda: model.predict(images, verbose=0, **{option: value})}[how]
+    assert_rejected(model, call, f"{option}: expected a positive int", repr(value))
