@@ -1,21 +1,37 @@
-# Two commands on a fresh machine with Python 3.10+:
+# Two commands on a fresh machine with Python 3.11-3.13 (the pinned set of constraints.txt):
 #   make demo   set up .venv, train and evaluate on the embedded shapes data -> runs/demo/
 #   make test   set up .venv, run the unit tests and every notebook under nbval
+# and `make oldest`: the oldest TensorFlow/Keras/numpy that pyproject.toml allows, in .venv-oldest.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+PINNED_PYTHONS := 3.11 3.12 3.13
+# TensorFlow 2.16 has wheels for Python 3.9-3.12; the first of these found runs `make oldest`.
+OLDEST_PYTHONS := 3.10 3.11 3.12
+OLDEST_PYTHON  ?= $(shell for v in $(OLDEST_PYTHONS); do python$$v -c '' 2>/dev/null && { echo python$$v; break; }; done)
+OLDEST_VENV    := .venv-oldest
+OLDEST_STAMP   := $(OLDEST_VENV)/.installed-$(shell cat pyproject.toml constraints-oldest.txt | cksum | cut -d' ' -f1)
+OLDEST_TESTS   := tests/test_boxes.py tests/test_nms.py tests/test_roi.py tests/test_model.py tests/test_cli.py \
+                  tests/test_startup.py
 export PYTHONHASHSEED ?= 0
+# The test targets hide TensorFlow's info lines; `frcnn` (make demo) hides its native log itself.
+unit notebooks oldest bench browser: export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup demo test unit notebooks browser lab bench clean
+# $(call require_python,INTERPRETER,VERSIONS,WHAT,HINT): stop with one line unless it is one of VERSIONS.
+python_version = $(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+require_python = $(if $(filter $(2),$(call python_version,$(1))),,$(error $(3) needs Python \
+	$(subst $() $(),/,$(2)); '$(1)' is $(or $(call python_version,$(1)),not found): $(4)))
+
+.PHONY: setup demo test unit notebooks oldest course browser lab bench clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
+	$(call require_python,$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)),$(PINNED_PYTHONS),the pinned set (constraints.txt),set PYTHON=python3.X (for Python 3.10 see README: Supported versions))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test,notebooks]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test,notebooks,serve]"
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)
@@ -29,6 +45,22 @@ unit: $(STAMP)
 notebooks: $(STAMP)
 	FRCNN_FAST=1 $(BIN)/python -m pytest --nbval-lax notebooks -q -p no:randomly
 
+# The oldest allowed TensorFlow/Keras/numpy (constraints-oldest.txt) on a test subset.
+oldest: $(OLDEST_STAMP)
+	$(OLDEST_VENV)/bin/python -m pytest $(OLDEST_TESTS) -q -n 2
+
+$(OLDEST_STAMP): pyproject.toml constraints-oldest.txt
+	$(call require_python,$(if $(wildcard $(OLDEST_VENV)/bin/python),$(OLDEST_VENV)/bin/python,$(or $(OLDEST_PYTHON),python3)),$(OLDEST_PYTHONS),make oldest (TensorFlow 2.16),set OLDEST_PYTHON=python3.X)
+	test -x $(OLDEST_VENV)/bin/python || $(OLDEST_PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(OLDEST_VENV)/bin/python -m pip install -q -c constraints-oldest.txt -e . "pytest>=8" "pytest-xdist>=3" "hypothesis>=6.100"
+	$(OLDEST_VENV)/bin/python -m pip check
+	rm -f $(OLDEST_VENV)/.installed-* && touch $@
+
+# Full mode, in place, outputs cleaned for committing (notebooks/_tools/run_course.py); hours on a CPU.
+course: $(STAMP)
+	$(BIN)/python notebooks/_tools/run_course.py
+
 browser: $(STAMP)
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[browser]"
 	FRCNN_BROWSER=1 $(BIN)/python -m pytest tests/browser -q
@@ -40,4 +72,4 @@ bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(OLDEST_VENV) runs .pytest_cache

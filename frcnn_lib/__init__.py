@@ -6,8 +6,32 @@ package registers it with Keras, so ``keras.models.load_model("x.keras")`` works
 ``matching``, ``sampling``, ``targets``, ``nms``, ``roi``, ``losses``, ``backbones``,
 ``rpn``, ``rcnn``, ``model``; data in ``datasets``; metrics in ``evaluation``; training runs
 in ``training`` and ``checkpoints``; the command line in ``cli``.
+
+Only the ``frcnn`` console script (``_frcnn_console``) defers TensorFlow, so that
+``frcnn --help`` and argument errors answer at once; ``FasterRCNN`` is then loaded on
+first use (PEP 562 ``__getattr__``).
 """
+import sys
+
 __version__ = "0.1.0"
 
-from frcnn_lib.errors import FrcnnError  # noqa: F401
-from frcnn_lib.model import FasterRCNN  # noqa: F401
+from frcnn_lib.errors import FrcnnError  # noqa: F401,E402
+
+
+def __getattr__(name):
+    if name == "FasterRCNN":
+        return _load_model()
+    raise AttributeError(f"module 'frcnn_lib' has no attribute {name!r}")
+
+
+def _load_model():
+    from frcnn_lib.backend import require_tensorflow_backend
+
+    require_tensorflow_backend()  # before Keras loads: a clear error, not one from inside Keras
+    from frcnn_lib.model import FasterRCNN
+
+    return FasterRCNN
+
+
+if not getattr(sys.modules.get("_frcnn_console"), "DEFER_TENSORFLOW", False):
+    FasterRCNN = _load_model()

@@ -14,9 +14,11 @@ name        stride  C     trunk                        RoI head
 
 ``small`` is this project's fast CPU backbone: about 0.3 M parameters in the trunk,
 trained from scratch in minutes on the shapes data; stride 8 keeps small objects
-on several feature pixels.  ``vgg16`` is the paper's; when pretrained, conv1-conv2 stay
-frozen (Ren et al. 2015, sec. 4).  ImageNet weights come from ``keras.applications``
-(downloaded to ``~/.keras/models`` on first use).
+on several feature pixels.  ``vgg16`` is the paper's.  ImageNet weights come from
+``keras.applications`` (downloaded to ``~/.keras/models`` on first use).  Which layers are
+frozen follows from the settings alone (:func:`frozen_stages_for`, :func:`freeze`): with
+pretrained weights, conv1-conv2 of VGG-16 and the stem + res2 of ResNet-50, whose
+BatchNorm layers are all frozen as well.
 """
 import os
 
@@ -35,6 +37,25 @@ IMAGENET_FILES = {
 VGG16_FULL_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"   # with fc1/fc2, for the RoI head
 # Caffe-style preprocessing of keras.applications' VGG-16 and ResNet-50: BGR, mean-subtracted.
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+# The RGB 0..255 colour each backbone's preprocessing maps to zero: padding is filled with it,
+# so that a padded band looks like "no signal" to the first convolution (as when the
+# reference implementations pad after normalising).
+NEUTRAL_RGB = {"vgg16": _CAFFE_MEAN_BGR[::-1], "resnet50": _CAFFE_MEAN_BGR[::-1],
+               "small": (127.5, 127.5, 127.5)}
+
+# Stages that ``frozen_stages`` counts, in order, by layer-name prefix.  VGG-16: its five
+# conv blocks.  ResNet-50: the stem (conv1 + pool1, Detectron2's "stem") and res2..res4 of the
+# trunk (res5 is the RoI head).  small: its three stages.
+STAGES = {
+    "vgg16": [("block1_",), ("block2_",), ("block3_",), ("block4_",), ("block5_",)],
+    "resnet50": [("conv1_", "pool1_"), ("conv2_",), ("conv3_",), ("conv4_",)],
+    "small": [("stage1_",), ("stage2_",), ("stage3_",)],
+}
+# Frozen when starting from pretrained weights.  VGG-16: conv1-conv2 (Ren et al. 2015, sec. 4;
+# py-faster-rcnn's prototxts set lr_mult 0 there).  ResNet-50: stem + res2 (Detectron2's
+# MODEL.BACKBONE.FREEZE_AT = 2; torchvision's trainable_backbone_layers = 3 leaves the same
+# frozen).  From random weights nothing is frozen.
+PRETRAINED_FROZEN_STAGES = {"vgg16": 2, "resnet50": 2, "small": 0}
 
 
 class CaffePreprocess(layers.Layer):
@@ -84,12 +105,7 @@ def _trunk(name, weights):
         app = {"vgg16": keras.applications.VGG16, "resnet50": keras.applications.ResNet50}[name](
             include_top=False, weights=None, input_shape=(None, None, 3))
     out = {"vgg16": "block5_conv3", "resnet50": "conv4_block6_out"}[name]
-    trunk = keras.Model(app.input, app.get_layer(out).output, name=f"{name}_trunk")
-    if weights == "imagenet" and name == "vgg16":
-        for layer in trunk.layers:
-            if layer.name.startswith(("block1_", "block2_")):
-                layer.trainable = False
-    return trunk
+    return keras.Model(app.input, app.get_layer(out).output, name=f"{name}_trunk")
 
 
 def build_backbone(name, weights=None):
@@ -185,5 +201,45 @@ def copy_imagenet_head_weights(name, roi_head):
             f"could not load the {name} ImageNet weights for the RoI head ({err}); without internet "
             f"put {VGG16_FULL_FILE if name == 'vgg16' else IMAGENET_FILES[name]} in "
             f"~/.keras/models/") from err
+    if name == "vgg16" and roi_head.get_layer("fc6").units != 4096:
+        raise FrcnnError(f"backbone_weights for vgg16: the RoI head starts from ImageNet's fc6/fc7, "
+                         f"which have 4096 units; got roi_head_units="
+                         f"{roi_head.get_layer('fc6').units}")
     for ours, theirs in pairs.items():
         roi_head.get_layer(ours).set_weights(full.get_layer(theirs).get_weights())
+
+
+def frozen_stages_for(name, weights, frozen_stages=None):
+    """How many leading stages to freeze: ``frozen_stages`` if given, else
+    ``PRETRAINED_FROZEN_STAGES[name]`` when ``weights`` is set (ImageNet or a file), else 0.
+
+    A function of the settings alone, so that a model rebuilt from its config (``.keras``
+    loading, ``--resume``) freezes exactly what the original froze.
+    """
+    if frozen_stages is None:
+        return PRETRAINED_FROZEN_STAGES[name] if weights is not None else 0
+    if isinstance(frozen_stages, bool) or not isinstance(frozen_stages, int) \
+            or not 0 <= frozen_stages <= len(STAGES[name]):
+        raise FrcnnError(f"backbone_frozen_stages={frozen_stages!r}: expected None or an int in "
+                         f"0..{len(STAGES[name])} for backbone {name!r}")
+    return frozen_stages
+
+
+def freeze(backbone, roi_head, name, stages, frozen_batchnorm):
+    """Make the first ``stages`` stages of ``backbone`` non-trainable, and with
+    ``frozen_batchnorm`` every BatchNormalization layer of backbone and RoI head too.
+
+    A Keras BatchNormalization layer with ``trainable = False`` normalises with its moving
+    statistics even in training and updates neither them nor its scale and offset: the
+    ``FrozenBatchNorm2d`` of torchvision and Detectron2.
+    """
+    prefixes = tuple(p for stage in STAGES[name][:stages] for p in stage)
+    trunk = backbone.get_layer(f"{name}_trunk")
+    for layer in trunk.layers:
+        if prefixes and layer.name.startswith(prefixes):
+            layer.trainable = False
+    if frozen_batchnorm:
+        for model in (trunk, roi_head):
+            for layer in model.layers:
+                if isinstance(layer, layers.BatchNormalization):
+                    layer.trainable = False

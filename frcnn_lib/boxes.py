@@ -99,14 +99,16 @@ def clip(boxes, height, width):
 
 
 def small_boxes_mask(boxes, min_size):
-    """``(...)`` bool: True where width and height are both at least ``min_size``."""
+    """``(...)`` bool: True where width and height are both at least ``min_size`` and
+    positive: an empty box (zero width or height) is never kept, whatever ``min_size``."""
     boxes = tf.convert_to_tensor(boxes, tf.float32)
     x1, y1, x2, y2 = tf.unstack(boxes, axis=-1)
-    return tf.logical_and(x2 - x1 >= min_size, y2 - y1 >= min_size)
+    w, h = x2 - x1, y2 - y1
+    return (w >= min_size) & (h >= min_size) & (w > 0.0) & (h > 0.0)
 
 
 def remove_small_boxes(boxes, min_size):
-    """Keep the rows of ``boxes (N, 4)`` whose sides are both at least ``min_size``.
+    """Keep the rows of ``boxes (N, 4)`` whose sides are both at least ``min_size`` (and > 0).
 
     Returns ``(kept_boxes (N', 4), kept_indices (N',) int32)``.  Variable length: inside
     the model use :func:`small_boxes_mask` to keep shapes fixed.

@@ -1,7 +1,11 @@
 """Checkpoints that survive crashes: written atomically, resumable, never saved from NaNs.
 
 A run folder holds ``checkpoints/last.keras`` (weights, optimizer state, config) and
-``checkpoints/state.json`` (``{"epoch": e, "step": s}``, the epochs completed).  Each is
+``checkpoints/state.json`` (``{"epoch": e, "step": s, "epoch_step": j}``: ``e`` epochs
+completed, ``s`` optimizer steps in all, ``j`` of them into epoch ``e``).  A checkpoint is
+written at the end of each epoch and, if asked, every N steps and/or M minutes within one
+(``j > 0``), so that a kill loses at most that interval; resuming continues from the exact
+step with the same data order (``datasets/resume.py``).  Each is
 written to a temporary file in the same folder, flushed to disk, then renamed over the old
 one (``os.replace`` is atomic on POSIX and Windows), so a kill at any instant leaves the
 previous complete checkpoint or the new one, never a torn file.  The state is also stored
@@ -14,6 +18,7 @@ import json
 import math
 import os
 import tempfile
+import time
 import zipfile
 
 import keras
@@ -65,23 +70,48 @@ def _finite_weights(model):
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
-    """Save ``last.keras`` and ``state.json`` at the end of each epoch whose loss and
-    weights are finite."""
+    """Save ``last.keras`` and ``state.json`` at the end of each epoch, and every
+    ``every_steps`` optimizer steps and/or ``every_minutes`` minutes within one, whenever
+    the loss and weights are finite.
 
-    def __init__(self, folder):
+    ``steps_per_epoch`` (needed for the in-epoch checkpoints) gives ``epoch_step``.
+    """
+
+    def __init__(self, folder, steps_per_epoch=None, every_steps=None, every_minutes=None):
         super().__init__()
         self.folder = folder
         self.model_path = os.path.join(folder, "last.keras")
         self.state_path = os.path.join(folder, "state.json")
+        if (every_steps or every_minutes) and not steps_per_epoch:
+            raise FrcnnError("AtomicCheckpoint: every_steps / every_minutes need steps_per_epoch")
+        self.steps_per_epoch = steps_per_epoch
+        self.every_steps = every_steps
+        self.every_seconds = None if every_minutes is None else 60.0 * float(every_minutes)
+        self._last_save = time.monotonic()
 
     def on_train_begin(self, logs=None):
         remove_stale_temporaries(self.folder)
+        self._last_save = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not (self.every_steps or self.every_seconds):
+            return
+        step = int(self.model.optimizer.iterations.numpy())
+        due = (self.every_steps and step % self.every_steps == 0) or \
+            (self.every_seconds and time.monotonic() - self._last_save >= self.every_seconds)
+        epoch, epoch_step = divmod(step, self.steps_per_epoch)
+        if due and epoch_step:           # at an epoch's last step, on_epoch_end saves
+            self._save(epoch, step, epoch_step, (logs or {}).get("loss", 0.0))
 
     def on_epoch_end(self, epoch, logs=None):
-        loss = (logs or {}).get("loss", 0.0)
+        self._save(epoch + 1, int(self.model.optimizer.iterations.numpy()), 0,
+                   (logs or {}).get("loss", 0.0))
+
+    def _save(self, epoch, step, epoch_step, loss):
         if self.model.stop_training or not math.isfinite(float(loss)) or not _finite_weights(self.model):
             return
-        state = {"epoch": epoch + 1, "step": int(self.model.optimizer.iterations.numpy())}
+        state = {"epoch": epoch, "step": step, "epoch_step": epoch_step}
+        self._last_save = time.monotonic()
 
         def write_model(tmp):
             self.model.save(tmp)
@@ -127,6 +157,7 @@ def load_checkpoint(folder):
                 text = f.read()
         state = json.loads(text)
         epoch, step = int(state["epoch"]), int(state["step"])
+        epoch_step = int(state.get("epoch_step", 0))    # absent in end-of-epoch-only versions
     except zipfile.BadZipFile as err:
         raise FrcnnError(f"{model_path}: not a .keras archive ({err})") from err
     except (OSError, ValueError, KeyError, TypeError) as err:
@@ -137,7 +168,7 @@ def load_checkpoint(folder):
     if restored != step:
         raise FrcnnError(f"{model_path}: the optimizer state was not restored (iterations "
                          f"{restored}, expected {step}); cannot resume this run exactly")
-    return model, {"epoch": epoch, "step": step}
+    return model, {"epoch": epoch, "step": step, "epoch_step": epoch_step}
 
 
 def load_model(path, compile=True):

@@ -1,7 +1,10 @@
-"""The ``frcnn`` command line: ``train``, ``evaluate``, ``predict``, ``export`` and ``demo``.
+"""The ``frcnn`` command line: ``train``, ``evaluate``, ``predict``, ``export``, ``anchors``,
+``demo`` and ``serve``.
 
 Bad input ends with a one-line ``frcnn: error: ...`` on stderr and exit status 2; nothing
-prints a traceback for a user's mistake.
+prints a traceback for a user's mistake.  Every command takes ``--quiet`` and ``--verbose``
+(TensorFlow's native log, hidden by default: see quiet.py); the console script runs this
+module without loading TensorFlow until a command needs it (``_frcnn_console.py``).
 """
 import argparse
 import json
@@ -11,6 +14,10 @@ import time
 
 DATA_HELP = ("dataset spec: 'shapes', 'shapes:SPLIT' (train, val, test), "
              "'voc:VOCDEVKIT/VOC2007:SPLIT' or 'coco:ANNOTATIONS.json:IMAGE_DIR'")
+
+
+CLASSES_HELP = ("voc: data only: the class names in label order, 'a,b,c' or a file with one "
+                "name a line (default: the sorted unique object names of the split's annotations)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -74,8 +81,16 @@ def _parser():
     t.add_argument("--train-images", type=_positive(int), help="shapes only: number of generated training images")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a FasterRCNN argument, VALUE in JSON (e.g. --set rpn_nms_iou=0.6)")
+    t.add_argument("--classes", help=CLASSES_HELP)
+    t.add_argument("--init-model", metavar="M.keras", help="start from the weights of a trained "
+                   "model (same backbone): all of them for the same classes, all but the R-CNN "
+                   "predictor's class and box layers for a different number of classes")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints (weights, "
-                   "optimizer state, epoch and step)")
+                   "optimizer state, epoch and step) at the exact step, with the same data order")
+    t.add_argument("--checkpoint-every-steps", type=_positive(int), metavar="N",
+                   help="also checkpoint every N optimizer steps within an epoch (default: at epoch ends only)")
+    t.add_argument("--checkpoint-every-minutes", type=_positive(float), metavar="M",
+                   help="also checkpoint when M minutes have passed since the last checkpoint")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     e = sub.add_parser("evaluate", help="mAP of a saved model on a dataset",
@@ -86,18 +101,23 @@ def _parser():
                    help="VOC07 11-point AP, VOC2010+ area AP, or the twelve COCO numbers (default voc07)")
     e.add_argument("--iou", type=_fraction, default=0.5,
                    help="IoU threshold of the VOC metrics, in [0, 1] (default 0.5)")
+    e.add_argument("--classes", help=CLASSES_HELP + "; default: the model's own classes")
     e.add_argument("--out", help="JSON file to write the metrics to")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
 
     r = sub.add_parser("predict", help="detect objects in image files",
                        description="Run a model on images; writes OUT/detections.json and one "
-                       "annotated PNG per image.")
+                       "annotated PNG per image, at the image's own resolution (or --max-size).")
     r.add_argument("--model", required=True, help="a .keras file written by 'frcnn train'")
     r.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
     r.add_argument("--out", required=True, help="folder for detections.json and annotated images")
     r.add_argument("--score-threshold", type=_fraction, default=0.5,
                    help="keep detections scoring at least this, in [0, 1] (default 0.5)")
-    r.add_argument("--class-names", help="comma-separated names of classes 1..K for the pictures")
+    r.add_argument("--class-names", help="comma-separated names of classes 1..K (default: the "
+                   "names the model was trained with, if it has them)")
+    r.add_argument("--max-size", type=_positive(int), metavar="PIXELS",
+                   help="scale pictures down so that their longer side is at most this "
+                   "(default: each image at its own resolution)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
     x = sub.add_parser("export", help="export a SavedModel for serving",
@@ -106,6 +126,22 @@ def _parser():
     x.add_argument("--model", required=True, help="a .keras file written by 'frcnn train'")
     x.add_argument("--out", required=True, help="SavedModel folder to write")
 
+    a = sub.add_parser("anchors", help="anchor scales, ratios and image size that fit a dataset's boxes",
+                       description="Report the box size and aspect distributions after the "
+                       "preset's resize, the best-anchor IoU coverage of the current anchors, and "
+                       "proposed anchor_scales / anchor_ratios / image size with their coverage; "
+                       "ends with the --set line for 'frcnn train'.")
+    a.add_argument("--data", help=DATA_HELP + " (default: the preset's)")
+    a.add_argument("--preset", default="shapes_cpu", help="the configuration whose anchors, "
+                   "image size and backbone stride are analysed (default: shapes_cpu)")
+    a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a FasterRCNN argument first, as in 'frcnn train'")
+    a.add_argument("--classes", help=CLASSES_HELP)
+    a.add_argument("--max-images", type=_positive(int), default=2000,
+                   help="analyse a seeded random subset of at most this many images (default 2000)")
+    a.add_argument("--train-images", type=_positive(int), help="shapes only: number of generated images")
+    a.add_argument("--quiet", action="store_true", help="no timing line at the end")
+
     d = sub.add_parser("demo", help="the main job: train and evaluate on the embedded shapes data",
                        description="Train the shapes_cpu preset, evaluate VOC07 mAP@0.5 on held-out "
                        "shapes images, and write OUT/report.md with loss curves and detections.")
@@ -113,6 +149,29 @@ def _parser():
     d.add_argument("--epochs", type=_positive(int), help="number of epochs (default: the preset's)")
     d.add_argument("--train-images", type=_positive(int), help="number of generated training images")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    # serve: frcnn_lib/serve (the optional extra frcnn_lib[serve]); see docs/serve.md.
+    v = sub.add_parser("serve", help="a web page and a JSON API for a saved model",
+                       description="Serve a .keras model: a web page at / (upload or drop images, "
+                       "boxes drawn), POST /v1/detect and /v1/detect/batch (JSON), GET /healthz and "
+                       "the OpenAPI description at /openapi.json (/docs). Needs the serve extra: "
+                       "pip install 'frcnn_lib[serve]'.")
+    v.add_argument("--model", required=True, help="a .keras file written by 'frcnn train' or 'frcnn demo'")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this "
+                   "machine only; 0.0.0.0 exposes the server to the network)")
+    v.add_argument("--port", type=_positive(int), default=8000, help="TCP port (default 8000)")
+    v.add_argument("--max-upload-mb", type=_positive(float), default=10.0,
+                   help="largest request body in MB, batch included; larger gets 413 (default 10)")
+    v.add_argument("--max-megapixels", type=_positive(float), default=25.0,
+                   help="largest image in megapixels, checked before decoding; larger gets 413 (default 25)")
+    v.add_argument("--queue-size", type=_positive(int), default=16,
+                   help="images allowed to wait for the model; beyond, 503 with Retry-After (default 16)")
+    v.add_argument("--max-batch", type=_positive(int), default=8,
+                   help="most images per model call; 1 turns batching off (default 8)")
+    v.add_argument("--max-wait-ms", type=float, default=0.0,
+                   help="how long a short batch waits for more requests, in ms (default 0: "
+                   "group only what is already queued)")
+    v.add_argument("--quiet", action="store_true", help="no access log")
     return p
 
 
@@ -199,8 +258,14 @@ def _overrides(pairs):
     return out
 
 
-def _load_data(spec, **kwargs):
+def _load_data(spec, classes=None, **kwargs):
+    """``datasets.load(spec)``; ``classes`` (a list, or "auto") names a VOC folder's classes."""
     from frcnn_lib import datasets
+    from frcnn_lib.errors import FrcnnError
+    if spec.strip().startswith("voc:"):
+        kwargs["class_names"] = classes or "auto"
+    elif classes not in (None, "auto"):
+        raise FrcnnError(f"--classes: only for voc: data; {spec} names its own classes")
     return datasets.load(spec, **kwargs)
 
 
@@ -221,10 +286,21 @@ def cmd_train(args):
     if args.resume:
         for name in ("last.keras", "state.json"):
             _existing_file(os.path.join(checkpoint_folder, name), "--resume: checkpoint")
+    if args.init_model:
+        _existing_file(args.init_model, "--init-model")
+        if args.resume:
+            raise FrcnnError("--init-model and --resume: choose one (a resumed run has its weights)")
+    from frcnn_lib.classes import data_classes, parse_class_list
+    classes = parse_class_list(args.classes) if args.classes else None
     spec = args.data or preset["data"]
     shapes_kw = {"num_images": train.get("train_images")} if spec.startswith("shapes") else {}
-    data = _load_data(spec, **shapes_kw)
-    val = _load_data(args.val_data) if args.val_data else None
+    data = _load_data(spec, classes, **shapes_kw)
+    # Validation data is read with the training classes, so that label k means one thing.
+    val = _load_data(args.val_data, data.class_names if args.val_data.startswith("voc:") else None) \
+        if args.val_data else None
+    if val is not None and list(val.class_names) != list(data.class_names):
+        raise FrcnnError(f"--val-data {args.val_data}: classes {val.class_names} differ from the "
+                         f"training data's {data.class_names}")
 
     from frcnn_lib import checkpoints, training
     from frcnn_lib.model import DEFAULTS, FasterRCNN
@@ -242,23 +318,50 @@ def cmd_train(args):
         if model.num_classes != data.num_classes:
             raise FrcnnError(f"--data {spec}: has {data.num_classes} classes but the checkpoint "
                              f"in {checkpoint_folder} was trained for {model.num_classes}")
-        print(f"resuming from epoch {state['epoch']} (step {state['step']})")
+        if model.class_names is not None and list(model.class_names) != list(data.class_names):
+            raise FrcnnError(f"--data {spec}: classes {data.class_names} differ from the "
+                             f"checkpoint's {list(model.class_names)}")
+        into = f", {state['epoch_step']} steps into epoch {state['epoch'] + 1}" if state["epoch_step"] else ""
+        print(f"resuming from epoch {state['epoch']} (step {state['step']}{into})")
     else:
+        import keras
+        # Seeded weight initialisation: a run is repeatable for a seed (and a resumed run can
+        # be compared with an uninterrupted one).
+        keras.utils.set_random_seed(int({**DEFAULTS, **preset["model"], **overrides}["seed"]))
         try:
-            model = FasterRCNN(data.num_classes, **{**preset["model"], **overrides})
+            model = FasterRCNN(data.num_classes, **data_classes(data), **{**preset["model"], **overrides})
         except (ValueError, TypeError) as err:  # FrcnnError included
             raise FrcnnError(f"--set / --preset {args.preset}: the model rejected these "
                              f"settings: {err}") from None
+        if args.init_model:
+            from frcnn_lib.finetune import init_from
+            print(init_from(model, checkpoints.load_model(args.init_model, compile=False)))
     training.fit(model, data, out, train["epochs"], train["batch_size"], train, val, state,
-                 verbose=0 if args.quiet else 1)
+                 verbose=0 if args.quiet else 1, checkpoint_every_steps=args.checkpoint_every_steps,
+                 checkpoint_every_minutes=args.checkpoint_every_minutes)
     print(f"model written to {os.path.join(out, 'model.keras')}")
 
 
 def cmd_evaluate(args):
+    from frcnn_lib.classes import parse_class_list, saved_classes
+    from frcnn_lib.errors import FrcnnError
+
     _existing_file(args.model, "--model")
     if args.out:
         _writable_file(args.out)
-    data = _load_data(args.data)
+    model_names, model_ids = saved_classes(args.model)
+    if args.classes:
+        classes = parse_class_list(args.classes)
+    else:  # a VOC folder is read with the model's classes (its label order)
+        classes = model_names if args.data.strip().startswith("voc:") else None
+    data = _load_data(args.data, classes)
+    if model_names is not None and list(data.class_names) != list(model_names):
+        raise FrcnnError(f"--data {args.data}: classes {data.class_names} differ from the "
+                         f"model's {model_names}; evaluate on data with the model's classes")
+    data_ids = data.label_to_category_id
+    if model_ids is not None and data_ids is not None and \
+            [data_ids[k] for k in range(1, data.num_classes + 1)] != list(model_ids):
+        raise FrcnnError(f"--data {args.data}: category ids differ from the model's {model_ids}")
 
     from frcnn_lib import checkpoints, training
     from frcnn_lib.evaluation import evaluate_coco
@@ -278,6 +381,8 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
+    from frcnn_lib.errors import FrcnnError
+
     _existing_file(args.model, "--model")
     for path in args.images:
         _existing_file(path, "image")
@@ -286,10 +391,12 @@ def cmd_predict(args):
     from frcnn_lib import checkpoints, training
     from frcnn_lib.datasets.imageio import read_image
     from frcnn_lib.progress import progress_bar
-    from frcnn_lib.visualize import detection_grid
+    from frcnn_lib.visualize import save_detections
 
     model = checkpoints.load_model(args.model, compile=False)
-    names = args.class_names.split(",") if args.class_names else None
+    names = args.class_names.split(",") if args.class_names else model.class_names
+    if names is not None and len(names) != model.num_classes:
+        raise FrcnnError(f"--class-names: got {len(names)} names, the model has {model.num_classes} classes")
     results = []
     used = set()
     for path in progress_bar(args.images, "predict", enabled=not args.quiet):
@@ -303,14 +410,23 @@ def cmd_predict(args):
             n += 1
             name = f"{stem}-{n}"
         used.add(name)
-        detection_grid([image], [det], class_names=names, columns=1, min_score=0.0,
-                       path=os.path.join(out, f"{name}.png"))
-        results.append({"image": path, "boxes": det["boxes"].round(2).tolist(),
-                        "scores": det["scores"].round(4).tolist(),
-                        "labels": det["labels"].astype(int).tolist(),
-                        "class_names": [names[i - 1] for i in det["labels"]] if names else None})
+        save_detections(image, det, os.path.join(out, f"{name}.png"), class_names=names,
+                        max_size=args.max_size)
+        results.append(_prediction_json(path, det, names))
     training.write_json(os.path.join(out, "detections.json"), results)
     print(f"{sum(len(r['boxes']) for r in results)} detections in {len(results)} images -> {out}")
+
+
+def _prediction_json(path, det, names):
+    """One image's detections: the dataset's ``category_ids`` (the model's own labels
+    ``1..K`` when it knows no ids), ``names`` (or null), and the model's ``model_labels``."""
+    labels = det["labels"].astype(int)
+    ids = det.get("category_ids", labels)
+    return {"image": path, "boxes": det["boxes"].round(2).tolist(),
+            "scores": det["scores"].round(4).tolist(),
+            "category_ids": [int(i) for i in ids],
+            "names": [names[i - 1] for i in labels] if names is not None else None,
+            "model_labels": labels.tolist()}
 
 
 def cmd_export(args):
@@ -327,26 +443,86 @@ def cmd_export(args):
     from frcnn_lib import checkpoints
 
     model = checkpoints.load_model(args.model, compile=False)
+    if not args.quiet:
+        print(f"exporting {args.model} (tracing the serving graph) ...", flush=True)
     model.export(args.out, verbose=False)
     print(f"SavedModel written to {args.out} (signature 'serve': images (B, H, W, 3) float32 -> "
           f"boxes, scores, labels, num_detections)")
 
 
+def cmd_anchors(args):
+    from frcnn_lib.classes import parse_class_list
+    from frcnn_lib.presets import get_preset
+
+    preset = get_preset(args.preset)
+    overrides = _overrides(args.set)
+    spec = args.data or preset["data"]
+    shapes_kw = {"num_images": args.train_images} if args.train_images and spec.startswith("shapes") else {}
+    data = _load_data(spec, parse_class_list(args.classes) if args.classes else None, **shapes_kw)
+
+    from frcnn_lib.anchor_fit import analyse
+    from frcnn_lib.backbones import STRIDES
+    from frcnn_lib.model import DEFAULTS
+
+    s = {**DEFAULTS, **preset["model"], **_check_overrides(overrides, DEFAULTS)}
+    if s["backbone"] not in STRIDES:
+        from frcnn_lib.errors import FrcnnError
+        raise FrcnnError(f"--set backbone={s['backbone']!r}: expected one of {', '.join(STRIDES)}")
+    report = analyse(data, s["anchor_scales"], s["anchor_ratios"], STRIDES[s["backbone"]],
+                     int(s["image_min_side"]), int(s["image_max_side"]), max_images=args.max_images)
+    print(report)
+
+
 def cmd_demo(args):
     from frcnn_lib.report import run_demo
-    run_demo(args.out, epochs=args.epochs, train_images=args.train_images, verbose=0 if args.quiet else 2)
+    run_demo(args.out, epochs=args.epochs, train_images=args.train_images, verbose=0 if args.quiet else 1)
+
+
+def cmd_serve(args):
+    from frcnn_lib.errors import FrcnnError
+
+    _existing_file(args.model, "--model")
+    if not 0 <= args.max_wait_ms <= 1000:
+        raise FrcnnError(f"--max-wait-ms {args.max_wait_ms}: expected 0 to 1000")
+    if args.port > 65535:
+        raise FrcnnError(f"--port {args.port}: expected 1 to 65535")
+    try:  # FastAPI and uvicorn are an optional extra: imported only by this command
+        from frcnn_lib.serve import ServeSettings, serve
+    except ImportError as err:
+        raise FrcnnError(f"frcnn serve needs the serve extra ({err.name} is missing): "
+                         f"pip install 'frcnn_lib[serve]'") from None
+    settings = ServeSettings(max_upload_mb=args.max_upload_mb, max_megapixels=args.max_megapixels,
+                             queue_size=args.queue_size, max_batch=args.max_batch,
+                             max_wait_ms=args.max_wait_ms)
+    serve(args.model, args.host, args.port, settings, access_log=not args.quiet)
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "export": cmd_export, "demo": cmd_demo}
+            "export": cmd_export, "anchors": cmd_anchors, "demo": cmd_demo,
+            "serve": cmd_serve}
+
+
+def _add_output_options(parser):
+    """``--quiet`` and ``--verbose`` on every command, also on commands added later."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for command in sub.choices.values():
+        if "--quiet" not in command._option_string_actions:
+            command.add_argument("--quiet", action="store_true", help="print only results and errors")
+        command.add_argument("--verbose", action="store_true", help="also show TensorFlow's native "
+                             "log lines (hidden by default; or set FRCNN_VERBOSE=1)")
+    return parser
 
 
 def main(argv=None):
-    args = _parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = _add_output_options(_parser()).parse_args(argv)
+    from frcnn_lib import quiet
+    from frcnn_lib.backend import require_tensorflow_backend
     from frcnn_lib.errors import FrcnnError
+    if not quiet.verbose_requested(args.verbose):
+        quiet.silence_tensorflow()  # before any command imports TensorFlow
     start = time.perf_counter()
     try:
+        require_tensorflow_backend()
         COMMANDS[args.command](args)
     except FrcnnError as err:
         print(f"frcnn: error: {err}", file=sys.stderr)

@@ -5,15 +5,16 @@ Shape glossary: ``H, W`` an image's own size, ``Hc, Wc`` the canvas it is padded
 
 Each image is converted to RGB uint8, then resized and padded exactly as the training
 pipeline does (``frcnn_lib.datasets.pipeline``): aspect ratio kept (shorter side
-``image_min_side``, longer side at most ``image_max_side``), padded bottom-right onto one of
-two fixed canvases (landscape or portrait), so the compiled graph is traced once per
-canvas, never per image size.  Boxes are mapped back by
-the resize scale and clipped to the original image.
+``image_min_side``, longer side at most ``image_max_side``), padded bottom-right onto the
+canvas of its size (``pipeline.canvas_for``: sides rounded up to 32), and images of one
+canvas are batched together, so the compiled graph is traced once per canvas (a bounded
+set), never per image size.  Boxes are mapped back by the resize scale and clipped to the
+original image.
 """
 import numpy as np
 import tensorflow as tf
 
-from frcnn_lib.datasets.pipeline import as_rgb_uint8, canvas_size, pad_to_canvas, resize_image
+from frcnn_lib.datasets.pipeline import as_rgb_uint8, canvas_for, pad_to_canvas, resize_image
 from frcnn_lib.datasets.records import is_int
 from frcnn_lib.errors import FrcnnError
 
@@ -28,7 +29,7 @@ def detect_images(model, images, batch_size=4):
     for index, image in enumerate(images):
         rgb = as_rgb_uint8(image, index)
         resized, scale = resize_image(rgb, min_side, max_side)
-        canvas = canvas_size(min_side, max_side, portrait=rgb.shape[0] > rgb.shape[1])
+        canvas = canvas_for(int(resized.shape[0]), int(resized.shape[1]), min_side, max_side)
         prepared.append((index, rgb, float(scale), resized, canvas))
 
     serve = _serving_function(model)
@@ -51,11 +52,13 @@ def detect_images(model, images, batch_size=4):
 
 
 def _serving_function(model):
-    """One ``tf.function`` per model, traced once per canvas shape."""
-    fn = getattr(model, "_frcnn_detect_fn", None)
-    if fn is None:
-        @tf.function(reduce_retracing=True)
+    """One ``tf.function`` per model (and ``jit_compile`` value), traced once per canvas shape."""
+    # XLA when Keras would use it for this model (``jit_compile``: True on a GPU or TPU).
+    jit = bool(model.jit_compile)
+    cached = getattr(model, "_frcnn_detect_fn", None)
+    if cached is None or cached[0] != jit:
+        @tf.function(reduce_retracing=True, jit_compile=jit)
         def fn(images, image_sizes):
-            return model.detect_padded(images, image_sizes)
-        model._frcnn_detect_fn = fn
-    return fn
+            return model.detect_padded(images, image_sizes, portable=jit)
+        cached = model._frcnn_detect_fn = (jit, fn)
+    return cached[1]

@@ -23,7 +23,9 @@ import tensorflow as tf
 from frcnn_lib import input_checks, losses, rcnn, roi
 from frcnn_lib import targets as target_assignment
 from frcnn_lib.anchors import generate_anchors, num_anchors_per_location
-from frcnn_lib.backbones import build_backbone, build_roi_head, copy_imagenet_head_weights
+from frcnn_lib.backbones import (NEUTRAL_RGB, build_backbone, build_roi_head,
+                                 copy_imagenet_head_weights, freeze, frozen_stages_for)
+from frcnn_lib.classes import name_detections, validate_classes
 from frcnn_lib.errors import FrcnnError
 from frcnn_lib.rpn import RPNHead, generate_proposals
 
@@ -32,15 +34,22 @@ LOSS_NAMES = ("rpn_objectness", "rpn_box", "rcnn_class", "rcnn_box")
 # The paper's settings (VGG-16 on Pascal VOC); every one is a constructor argument.
 DEFAULTS = dict(
     backbone="vgg16", backbone_weights=None,
+    # None: follow backbone_weights (frozen stages and BatchNorm when pretrained; backbones.py).
+    backbone_frozen_stages=None, backbone_frozen_batchnorm=None,
     anchor_scales=(128, 256, 512), anchor_ratios=(0.5, 1.0, 2.0),
     rpn_channels=512, rpn_positive_iou=0.7, rpn_negative_iou=0.3, rpn_batch_size=256,
-    rpn_positive_fraction=0.5, rpn_allowed_border=0.0, rpn_nms_iou=0.7, rpn_min_size=0.0,
+    # rpn_min_size: py-faster-rcnn's RPN_MIN_SIZE = 16, there in original-image pixels, here
+    # in network-input pixels; empty proposals are dropped whatever the value.
+    rpn_positive_fraction=0.5, rpn_allowed_border=0.0, rpn_nms_iou=0.7, rpn_min_size=16.0,
     rpn_pre_nms_top_n_train=12000, rpn_post_nms_top_n_train=2000,
     rpn_pre_nms_top_n_test=6000, rpn_post_nms_top_n_test=300, rpn_smooth_l1_sigma=3.0,
     roi_pooling="roi_pool", roi_pool_size=7, roi_batch_size=128, roi_foreground_fraction=0.25,
     roi_foreground_iou=0.5, roi_background_iou_low=0.1, roi_background_iou_high=0.5,
     roi_box_weights=(10.0, 10.0, 5.0, 5.0), roi_head_units=4096, roi_head_dropout=0.5,
     detections_score_threshold=0.05, detections_nms_iou=0.3, detections_max=100,
+    detections_min_size=0.01,  # torchvision's RoIHeads drops boxes under 1e-2 px
+    # Gaussian Soft-NMS instead of NMS when > 0 (Bodla et al. 2017 use sigma 0.5); 0 = off.
+    detections_soft_nms_sigma=0.0,
     loss_rpn_objectness_weight=1.0, loss_rpn_box_weight=1.0, loss_rcnn_class_weight=1.0,
     loss_rcnn_box_weight=1.0, weight_decay=5e-4,
     image_min_side=600, image_max_side=1000, seed=0,
@@ -58,9 +67,12 @@ class FasterRCNN(keras.Model):
     Train with ``compile(optimizer=...)`` and ``fit(dataset)``, where the dataset yields
     ``(images (B, H, W, 3) float 0..255, {"boxes": (B, G, 4), "labels": (B, G)})`` and may add
     ``"image_sizes": (B, 2)``, the content size inside padded images.
+
+    ``class_names`` / ``category_ids`` (optional, ``num_classes`` each): the dataset's names
+    and own ids of labels ``1..K``, kept in the config (see ``frcnn_lib.classes``).
     """
 
-    def __init__(self, num_classes, **kwargs):
+    def __init__(self, num_classes, class_names=None, category_ids=None, **kwargs):
         unknown = sorted(set(kwargs) - set(DEFAULTS) - {"name", "trainable", "dtype", "_skip_pretrained"})
         if unknown:
             raise FrcnnError(f"FasterRCNN: unknown argument(s) {', '.join(unknown)}; "
@@ -71,12 +83,16 @@ class FasterRCNN(keras.Model):
         if int(num_classes) < 1:
             raise FrcnnError(f"num_classes={num_classes}: expected a positive number of object classes")
         self.num_classes = int(num_classes)
+        self.class_names, self.category_ids = validate_classes(self.num_classes, class_names, category_ids)
         self.settings = {**DEFAULTS, **kwargs}
         for key in ("anchor_scales", "anchor_ratios", "roi_box_weights"):
             self.settings[key] = tuple(float(v) for v in self.settings[key])
         s = self.settings
         if s["roi_pooling"] not in ("roi_pool", "roi_align"):
             raise FrcnnError(f"roi_pooling={s['roi_pooling']!r}: expected 'roi_pool' or 'roi_align'")
+        if not float(s["detections_soft_nms_sigma"]) >= 0:
+            raise FrcnnError(f"detections_soft_nms_sigma={s['detections_soft_nms_sigma']!r}: "
+                             f"expected >= 0 (0 = off)")
 
         weights = None if skip_pretrained else s["backbone_weights"]
         self.backbone, self.stride = build_backbone(s["backbone"], weights)
@@ -89,13 +105,28 @@ class FasterRCNN(keras.Model):
                                        s["roi_head_dropout"])
         if weights == "imagenet":
             copy_imagenet_head_weights(s["backbone"], self.roi_head)
+        # What is frozen depends on the settings, never on whether weights were just loaded,
+        # so that ``from_config`` (.keras loading, --resume) freezes the same layers.
+        pretrained = s["backbone_weights"]
+        frozen_bn = s["backbone_frozen_batchnorm"]
+        freeze(self.backbone, self.roi_head, s["backbone"],
+               frozen_stages_for(s["backbone"], pretrained, s["backbone_frozen_stages"]),
+               pretrained is not None if frozen_bn is None else bool(frozen_bn))
         self.predictor = rcnn.RCNNPredictor(self.num_classes + 1, name="rcnn_predictor")
         self.loss_trackers = {n: keras.metrics.Mean(name=n) for n in ("loss",) + LOSS_NAMES}
+        # Every weight exists from here on: a step compiled with XLA (Keras' default on a GPU)
+        # must not create variables, and saving or loading needs no dummy forward pass.
+        self.rpn_head.build((None, None, None, channels))
+        self.predictor.build((None, self.roi_head.output_shape[-1]))
+        self.built = True
 
     # ----------------------------------------------------------------- configuration
     def get_config(self):
         config = {"name": self.name, "trainable": self.trainable, "num_classes": self.num_classes,
                   "dtype": keras.saving.serialize_keras_object(self.dtype_policy)}
+        for key in ("class_names", "category_ids"):
+            value = getattr(self, key)
+            config[key] = None if value is None else list(value)
         for key, value in self.settings.items():
             config[key] = list(value) if isinstance(value, tuple) else value
         return config
@@ -114,18 +145,21 @@ class FasterRCNN(keras.Model):
         self.build(config.get("input_shape"))
 
     def build(self, input_shape=None):
-        if self.built:
-            return
-        # One forward pass on a dummy batch makes every sub-layer create its weights
-        # (through ``detect_padded``, not ``__call__``, which would call ``build`` again).
-        size = 4 * self.stride
-        self.detect_padded(tf.zeros([1, size, size, 3]))
+        """Nothing left to do: the constructor creates every weight."""
         self.built = True
 
-    def save(self, filepath, *args, **kwargs):
-        """``keras.Model.save``, building the model first if it was only trained, never called."""
-        self.build()
-        return super().save(filepath, *args, **kwargs)
+    def make_train_function(self, force=False):
+        """Keras' train function, after creating the optimizer's variables.
+
+        Keras creates them lazily inside the first train step, which a step compiled with
+        XLA (``jit_compile=True``, Keras' default on a GPU or TPU) cannot do.  (Done here
+        rather than in ``compile``, whose override would stop ``.keras`` files from
+        restoring the optimizer.)
+        """
+        if getattr(self, "optimizer", None) is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+        return super().make_train_function(force)
 
     @property
     def metrics(self):
@@ -137,27 +171,48 @@ class FasterRCNN(keras.Model):
         return generate_anchors(shape[1], shape[2], self.stride, self.settings["anchor_scales"],
                                 self.settings["anchor_ratios"])
 
-    def _pool(self, features, rois):
+    def _portable(self, portable):
+        """Whether to use the ops that compile everywhere (XLA, TFLite): RoI sampling by
+        gathers and the tiled NMS.  ``None`` follows Keras' ``jit_compile`` (resolved, so
+        True on a GPU or TPU); otherwise TensorFlow's fused CPU/GPU kernels
+        (``crop_and_resize``, ``non_max_suppression``), which give the same results."""
+        return bool(self.jit_compile) if portable is None else bool(portable)
+
+    @staticmethod
+    def _nms_method(portable):
+        return "tiled" if portable else "tf_image"
+
+    def _fill_padding(self, images, image_sizes):
+        """Paint the padding (outside ``image_sizes (B, 2)``) of ``images (B, H, W, 3)`` with the
+        colour the backbone's preprocessing maps to zero (``backbones.NEUTRAL_RGB``)."""
+        shape = tf.shape(images)
+        rows = tf.range(shape[1])[None, :, None] < image_sizes[:, 0:1, None]     # (B, H, 1)
+        cols = tf.range(shape[2])[None, None, :] < image_sizes[:, 1:2, None]     # (B, 1, W)
+        neutral = tf.constant(NEUTRAL_RGB[self.settings["backbone"]], images.dtype)
+        return tf.where((rows & cols)[..., None], images, neutral)
+
+    def _pool(self, features, rois, portable):
         """``rois (B, R, 4)`` -> RoI features ``(B*R, F)``."""
         flat, index = roi.flatten_rois(rois)
         pool_fn = roi.roi_align if self.settings["roi_pooling"] == "roi_align" else roi.roi_pool
-        pooled = pool_fn(features, flat, index, self.stride, self.roi_output_size)
-        return pooled
+        return pool_fn(features, flat, index, self.stride, self.roi_output_size,
+                       method="gather" if portable else "crop_and_resize")
 
-    def _head(self, features, rois, training):
+    def _head(self, features, rois, training, portable):
         """``rois (B, R, 4)`` -> ``logits (B, R, K)``, ``deltas (B, R, K, 4)``."""
         batch, num_rois = tf.shape(rois)[0], tf.shape(rois)[1]
-        hidden = self.roi_head(self._pool(features, rois), training=training)
+        hidden = self.roi_head(self._pool(features, rois, portable), training=training)
         logits, deltas = self.predictor(hidden)
         k = self.num_classes + 1
         return tf.reshape(logits, [batch, num_rois, k]), tf.reshape(deltas, [batch, num_rois, k, 4])
 
-    def _proposals(self, logits, deltas, anchors, image_sizes, training):
+    def _proposals(self, logits, deltas, anchors, image_sizes, training, portable):
         s = self.settings
         mode = "train" if training else "test"
         return generate_proposals(logits, deltas, anchors, image_sizes,
                                   s[f"rpn_pre_nms_top_n_{mode}"], s[f"rpn_post_nms_top_n_{mode}"],
-                                  s["rpn_nms_iou"], s["rpn_min_size"])
+                                  s["rpn_nms_iou"], s["rpn_min_size"],
+                                  nms_method=self._nms_method(portable))
 
     @staticmethod
     def _image_sizes(images, targets=None):
@@ -176,25 +231,34 @@ class FasterRCNN(keras.Model):
         input_checks.check_images(images)
         return self.detect_padded(images, None, training)
 
-    def detect_padded(self, images, image_sizes=None, training=False):
+    def detect_padded(self, images, image_sizes=None, training=False, portable=None):
         """:meth:`call` for padded images whose content is ``image_sizes (B, 2)`` (height,
-        width); proposals and detections are clipped to that content."""
+        width); the padding is filled with the backbone's neutral colour, and proposals and
+        detections are clipped to the content.  ``portable``: see :meth:`_portable`."""
         images = tf.cast(images, self.compute_dtype)
         s = self.settings
+        portable = self._portable(portable)
         if image_sizes is None:
             image_sizes = self._image_sizes(images)
+        else:
+            image_sizes = tf.cast(image_sizes, tf.int32)
+            images = self._fill_padding(images, image_sizes)
         features = self.backbone(images, training=training)
         logits, deltas = self.rpn_head(features)
-        proposals, _, valid = self._proposals(logits, deltas, self._anchors(features), image_sizes, False)
-        cls_logits, box_deltas = self._head(features, proposals, training)
+        proposals, _, valid = self._proposals(logits, deltas, self._anchors(features), image_sizes,
+                                              False, portable)
+        cls_logits, box_deltas = self._head(features, proposals, training, portable)
         return rcnn.postprocess(cls_logits, box_deltas, proposals, valid, image_sizes,
                                 s["roi_box_weights"], s["detections_score_threshold"],
-                                s["detections_nms_iou"], s["detections_max"])
+                                s["detections_nms_iou"], s["detections_max"],
+                                s["detections_min_size"], self._nms_method(portable),
+                                soft_nms_sigma=s["detections_soft_nms_sigma"])
 
     # ----------------------------------------------------------------- training
-    def compute_losses(self, images, targets, training=True):
+    def compute_losses(self, images, targets, training=True, portable=None):
         """The four losses of one forward pass, as a dict of scalars (unweighted)."""
         s = self.settings
+        portable = self._portable(portable)
         images = tf.cast(images, self.compute_dtype)
         images, gt_boxes, gt_labels = input_checks.check_inputs(images, targets, self.num_classes)
         image_sizes = self._image_sizes(images, targets)
@@ -202,6 +266,8 @@ class FasterRCNN(keras.Model):
         step = tf.cast(optimizer.iterations if optimizer is not None else 0, tf.int32)
         seed = tf.stack([tf.constant(int(s["seed"]), tf.int32), step])
 
+        if targets is not None and "image_sizes" in targets:
+            images = self._fill_padding(images, image_sizes)
         features = self.backbone(images, training=training)
         logits, deltas = self.rpn_head(features)
         anchors = self._anchors(features)
@@ -209,12 +275,12 @@ class FasterRCNN(keras.Model):
             anchors, gt_boxes, gt_labels, image_sizes, seed, s["rpn_positive_iou"],
             s["rpn_negative_iou"], s["rpn_batch_size"], s["rpn_positive_fraction"],
             s["rpn_allowed_border"])
-        proposals, _, valid = self._proposals(logits, deltas, anchors, image_sizes, True)
+        proposals, _, valid = self._proposals(logits, deltas, anchors, image_sizes, True, portable)
         rois, roi_labels, roi_deltas = target_assignment.rcnn_targets(
             proposals, valid, gt_boxes, gt_labels, seed + 1, s["roi_batch_size"],
             s["roi_foreground_fraction"], s["roi_foreground_iou"], s["roi_background_iou_low"],
             s["roi_background_iou_high"], s["roi_box_weights"])
-        cls_logits, box_deltas = self._head(features, rois, training)
+        cls_logits, box_deltas = self._head(features, rois, training, portable)
 
         sampled = rpn_labels >= 0
         roi_sampled = roi_labels >= 0
@@ -297,7 +363,8 @@ class FasterRCNN(keras.Model):
 
         Returns:
           one dict (or a list of dicts for a list) of numpy arrays ``boxes (n, 4)`` xyxy,
-          ``scores (n,)``, ``labels (n,)``.
+          ``scores (n,)``, ``labels (n,)``, plus ``names (n,)`` str and ``category_ids (n,)``
+          when the model was given ``class_names`` / ``category_ids``.
         """
         from frcnn_lib.detect import detect_images
         # A rank-4 array or another iterable (list, generator) is a batch; anything else one
@@ -305,17 +372,18 @@ class FasterRCNN(keras.Model):
         ndim = getattr(images, "ndim", None)
         single = ndim is not None and ndim != 4 or not hasattr(images, "__iter__") \
             or isinstance(images, (str, bytes, dict))
-        results = detect_images(self, [images] if single else list(images), batch_size)
+        results = name_detections(self, detect_images(self, [images] if single else list(images), batch_size))
         return results[0] if single else results
 
     def export(self, filepath, format="tf_saved_model", verbose=True, **kwargs):
         """Write a SavedModel whose ``serve`` endpoint maps float images ``(B, H, W, 3)`` to the
         padded detections of :meth:`call`."""
-        self.build()
         if format != "tf_saved_model":
             return super().export(filepath, format=format, verbose=verbose, **kwargs)
         archive = keras.export.ExportArchive()
         archive.track(self)
-        archive.add_endpoint("serve", lambda images: self(images, training=False),
+        # Portable ops (gathers, tiled NMS): the SavedModel also converts to TFLite and
+        # compiles with XLA wherever it is served.
+        archive.add_endpoint("serve", lambda images: self.detect_padded(images, portable=True),
                              input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
         archive.write_out(filepath, verbose=verbose)

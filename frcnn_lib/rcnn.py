@@ -6,7 +6,7 @@ including background (``num_classes + 1``), ``D`` detections kept per image.
 Per RoI the head predicts ``K`` class logits and class-specific box deltas ``(K, 4)``,
 encoded against the RoI with weights ``(10, 10, 5, 5)`` (i.e. targets divided by
 ``(0.1, 0.1, 0.2, 0.2)``).  Post-processing, per image and class ``k >= 1``: decode the
-class-``k`` deltas, clip, drop scores below ``score_threshold``, class-wise NMS at
+class-``k`` deltas, clip, drop empty boxes and scores below ``score_threshold``, class-wise NMS at
 ``nms_iou``, keep the ``max_detections`` best over all classes.
 """
 import keras
@@ -51,12 +51,17 @@ def select_class_deltas(deltas, labels):
 
 
 def postprocess(logits, deltas, rois, roi_valid, image_sizes, box_weights, score_threshold,
-                nms_iou, max_detections):
+                nms_iou, max_detections, min_size=0.0, nms_method="tiled",
+                soft_nms_sigma=0.0):
     """Detections from the head's outputs, fixed size.
 
     Args:
       logits: ``(B, R, K)``.  deltas: ``(B, R, K, 4)``.  rois: ``(B, R, 4)``.
       roi_valid: ``(B, R)`` bool.  image_sizes: ``(B, 2)`` to clip to.
+      min_size: detections narrower or lower than this, or empty after clipping, are
+        dropped (torchvision's ``box_min_size``).  nms_method: see ``nms.padded_nms``.
+      soft_nms_sigma: ``> 0`` replaces the class-wise NMS by Gaussian Soft-NMS
+        (``frcnn_lib.soft_nms``; scores are then the decayed ones).
 
     Returns:
       dict of ``boxes (B, D, 4)``, ``scores (B, D)``, ``labels (B, D)`` int32 (``-1`` pads),
@@ -74,11 +79,19 @@ def postprocess(logits, deltas, rois, roi_valid, image_sizes, box_weights, score
     boxes = tf.reshape(boxes, flat + [4])
     scores = tf.reshape(scores, flat)
     labels = tf.reshape(labels, flat)
-    keep, num = padded_nms(boxes, scores, nms_iou, max_detections, score_threshold, labels=labels)
+    valid_boxes = box_ops.small_boxes_mask(boxes, min_size)
+    if soft_nms_sigma > 0:
+        from frcnn_lib.soft_nms import soft_nms
+        keep, kept_scores, num = soft_nms(boxes, scores, soft_nms_sigma, max_detections,
+                                          score_threshold, labels=labels, valid=valid_boxes)
+    else:
+        keep, num = padded_nms(boxes, scores, nms_iou, max_detections, score_threshold, labels=labels,
+                               valid=valid_boxes, method=nms_method)
+        kept_scores = gather_padded(scores, keep)
     valid = keep >= 0
     return {
         "boxes": gather_padded(boxes, keep),
-        "scores": tf.where(valid, gather_padded(scores, keep), 0.0),
+        "scores": tf.where(valid, kept_scores, 0.0),
         "labels": tf.where(valid, gather_padded(labels, keep), -1),
         "num_detections": num,
     }

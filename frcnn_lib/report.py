@@ -9,14 +9,16 @@ import platform
 import time
 
 from frcnn_lib import training
+from frcnn_lib.classes import data_classes
 from frcnn_lib.datasets import shapes
 from frcnn_lib.evaluation import evaluate_voc
 from frcnn_lib.model import FasterRCNN
 from frcnn_lib.presets import get_preset
+from frcnn_lib.progress import stage
 from frcnn_lib.visualize import detection_grid, plot_history
 
 
-def run_demo(out="runs/demo", epochs=None, train_images=None, verbose=2):
+def run_demo(out="runs/demo", epochs=None, train_images=None, verbose=1):
     """Train the ``shapes_cpu`` preset and report VOC mAP@0.5 on the held-out test split."""
     preset = get_preset("shapes_cpu")
     train = preset["train"]
@@ -25,19 +27,24 @@ def run_demo(out="runs/demo", epochs=None, train_images=None, verbose=2):
     if train_images is not None:
         train["train_images"] = train_images
     t0 = time.perf_counter()
+    stage("generating the shapes data (train, val, test)", verbose > 0)
     train_data = shapes.load("train", num_images=train["train_images"])
     val_data = shapes.load("val", num_images=train["val_images"])
     test_data = shapes.load("test", num_images=train["test_images"])
-    model = FasterRCNN(train_data.num_classes, **preset["model"])
+    model = FasterRCNN(train_data.num_classes, **data_classes(train_data), **preset["model"])
     t1 = time.perf_counter()
+    stage(f"training {train['epochs']} epochs on {len(train_data)} images "
+          f"(val_mAP on {len(val_data)} after each)", verbose > 0)
     history = training.fit(model, train_data, out, train["epochs"], train["batch_size"], train,
                            val_data=val_data, verbose=verbose)
     t2 = time.perf_counter()
+    stage(f"evaluating on {len(test_data)} held-out test images", verbose > 0)
     voc07, detections, sec_per_image = training.evaluate(model, test_data, use_07_metric=True,
                                                          progress=verbose > 0)
     voc2010 = evaluate_voc(detections, test_data.ground_truths(), test_data.num_classes, 0.5, False)
     t3 = time.perf_counter()
 
+    stage("writing the report", verbose > 0)
     plot_history(history.history, os.path.join(out, "loss_curves.png"))
     shown = list(range(min(12, len(test_data))))
     detection_grid([test_data.read_image(i) for i in shown], [detections[i] for i in shown],

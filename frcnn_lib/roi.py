@@ -6,8 +6,10 @@ all (over the batch), ``S`` output size (7 for VGG-16's fc6).
 Coordinates: feature pixel ``(i, j)`` sits over the image point ``((j + 0.5) * stride,
 (i + 0.5) * stride)``, so an image coordinate ``x`` is the continuous feature coordinate
 ``x / stride - 0.5`` (Detectron2's ``aligned=True``).  Both functions take RoIs in image
-pixels (xyxy) with the index of the image each belongs to, and call
-``tf.image.crop_and_resize`` (bilinear sampling) once for the whole batch.  Borders as in
+pixels (xyxy) with the index of the image each belongs to, and sample bilinearly for the
+whole batch at once, by gathers (``method="gather"``: compiles with XLA and TFLite) or by
+``tf.image.crop_and_resize`` (``"crop_and_resize"``: faster on a CPU, no XLA kernel).
+Borders as in
 Detectron2: a sample up to one pixel outside ``[0, Hf - 1] x [0, Wf - 1]`` reads the nearest
 edge value (so RoIs touching the image border see real features), farther out 0.
 
@@ -19,15 +21,69 @@ edge value (so RoIs touching the image border see real features), farther out 0.
 """
 import tensorflow as tf
 
+# Two implementations of the same sampling, tested against each other and the reference:
+# "gather" compiles everywhere (XLA on GPU/TPU, TFLite); "crop_and_resize" is TensorFlow's
+# fused kernel, several times faster on a CPU without XLA.
+METHODS = ("gather", "crop_and_resize")
 
-def _crop(features, rois, box_indices, stride, samples, first, last):
-    """Bilinear samples on a ``samples x samples`` grid per RoI.
+
+def _axis_samples(low, size, samples, first, last, extent):
+    """Sample positions along one axis and their bilinear taps.
+
+    ``low, size (R,)`` are the RoI's start and size in continuous feature coordinates; sample
+    ``k`` of ``samples`` sits at ``low + (first + k * (last - first) / (samples - 1)) * size``.
+    Returns ``(i0, i1) (R, n)`` int32 neighbouring indices, ``frac (R, n)`` the weight of
+    ``i1``, and ``inside (R, n)`` bool (False farther than one pixel outside the map).
+    """
+    steps = tf.range(samples, dtype=tf.float32) / max(samples - 1, 1)
+    position = low[:, None] + (first + steps[None, :] * (last - first)) * size[:, None]
+    limit = tf.cast(extent, tf.float32)
+    inside = (position >= -1.0) & (position <= limit)
+    position = tf.clip_by_value(position, 0.0, limit - 1.0)
+    i0 = tf.floor(position)
+    frac = position - i0
+    i0 = tf.cast(i0, tf.int32)
+    i1 = tf.minimum(i0 + 1, tf.cast(extent, tf.int32) - 1)
+    return i0, i1, frac, inside
+
+
+def _crop_by_gather(features, rois, box_indices, stride, samples, first, last):
+    """Bilinear samples on a ``samples x samples`` grid per RoI: ``(R, n, n, C)``.
 
     Along each axis the first sample lies at ``lo + first * (hi - lo)`` and the last at
     ``lo + last * (hi - lo)``, in continuous feature coordinates.  Border rule of
     Detectron2's RoIAlign: a sample within one pixel outside the map reads the nearest edge
-    value; one farther out reads 0.
+    value; one farther out reads 0.  Bilinear interpolation by gathering the four taps of
+    every sample from the flattened map (ops XLA compiles; the gradient is a scatter-add),
+    with no gradient through the coordinates.
     """
+    features = tf.convert_to_tensor(features)
+    feats = tf.cast(features, tf.float32)
+    rois = tf.stop_gradient(tf.convert_to_tensor(rois, tf.float32))
+    shape = tf.shape(feats)
+    batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
+    f = rois / tf.cast(stride, tf.float32) - 0.5                 # continuous feature coordinates
+    x1, y1, x2, y2 = tf.unstack(f, axis=-1)
+    y0, y1i, fy, in_y = _axis_samples(y1, y2 - y1, samples, first, last, height)
+    x0, x1i, fx, in_x = _axis_samples(x1, x2 - x1, samples, first, last, width)
+    image = tf.cast(box_indices, tf.int32)[:, None, None] * height          # (R, 1, 1)
+    flat = tf.reshape(feats, [-1, channels])                               # (B*Hf*Wf, C)
+
+    def tap(rows, cols):                                                   # (R, n), (R, n)
+        index = (image + rows[:, :, None]) * width + cols[:, None, :]       # (R, n, n)
+        return tf.gather(flat, index)                                      # (R, n, n, C)
+
+    wy, wx = fy[:, :, None, None], fx[:, None, :, None]
+    top = tap(y0, x0) * (1.0 - wx) + tap(y0, x1i) * wx
+    bottom = tap(y1i, x0) * (1.0 - wx) + tap(y1i, x1i) * wx
+    crops = top * (1.0 - wy) + bottom * wy
+    inside = tf.cast(in_y[:, :, None] & in_x[:, None, :], tf.float32)[..., None]
+    return tf.cast(crops * inside, features.dtype)
+
+
+def _crop_by_crop_and_resize(features, rois, box_indices, stride, samples, first, last):
+    """:func:`_crop_by_gather` with ``tf.image.crop_and_resize`` (fast on CPUs and GPUs, but
+    no XLA or TFLite kernel)."""
     features = tf.convert_to_tensor(features)
     rois = tf.convert_to_tensor(rois, tf.float32)
     # One edge-replicated pixel all round: coordinates in [-1, 0] and [Hf - 1, Hf] read the
@@ -50,25 +106,34 @@ def _crop(features, rois, box_indices, stride, samples, first, last):
     return tf.cast(crops, features.dtype)
 
 
-def roi_pool(features, rois, box_indices, stride, output_size=7):
+def _crop(features, rois, box_indices, stride, samples, first, last, method):
+    if method not in METHODS:
+        raise ValueError(f"method={method!r}: expected one of {', '.join(METHODS)}")
+    crop = _crop_by_gather if method == "gather" else _crop_by_crop_and_resize
+    return crop(features, rois, box_indices, stride, samples, first, last)
+
+
+def roi_pool(features, rois, box_indices, stride, output_size=7, method="gather"):
     """Crop-and-resize to ``2S x 2S`` then 2x2 max-pool: ``(R, S, S, C)``.
 
     Args:
       features: ``(B, Hf, Wf, C)``.  rois: ``(R, 4)`` xyxy image pixels.
       box_indices: ``(R,)`` int32, the image of each RoI.  stride: feature stride in pixels.
+      method: ``"gather"`` or ``"crop_and_resize"`` (same result; see ``METHODS``).
     """
-    crops = _crop(features, rois, box_indices, stride, 2 * output_size, 0.0, 1.0)
+    crops = _crop(features, rois, box_indices, stride, 2 * output_size, 0.0, 1.0, method)
     return tf.nn.max_pool2d(crops, ksize=2, strides=2, padding="VALID")
 
 
-def roi_align(features, rois, box_indices, stride, output_size=7, sampling_ratio=2):
+def roi_align(features, rois, box_indices, stride, output_size=7, sampling_ratio=2,
+              method="gather"):
     """RoIAlign: ``(R, S, S, C)``, each bin the mean of ``sampling_ratio**2`` bilinear samples.
 
     With ``n = S * sampling_ratio`` samples per axis, sample ``k`` sits at the centre of the
     ``k``-th of ``n`` equal slices of the RoI: ``lo + (k + 0.5) * (hi - lo) / n``.
     """
     n = output_size * sampling_ratio
-    crops = _crop(features, rois, box_indices, stride, n, 0.5 / n, (n - 0.5) / n)
+    crops = _crop(features, rois, box_indices, stride, n, 0.5 / n, (n - 0.5) / n, method)
     return tf.nn.avg_pool2d(crops, ksize=sampling_ratio, strides=sampling_ratio, padding="VALID")
 
 

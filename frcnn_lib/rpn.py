@@ -9,8 +9,8 @@ deltas.  (The paper's two-way softmax is replaced by one sigmoid logit, which is
 model with fewer parameters.)  Outputs are reshaped location-major, matching
 ``anchors.generate_anchors``.
 
-Proposals: decode the deltas on the anchors, clip to the image, drop boxes smaller than
-``min_size``, keep the ``pre_nms_top_n`` highest-scoring, NMS at ``nms_iou``, keep
+Proposals: keep the ``pre_nms_top_n`` highest-scoring anchors, decode their deltas, clip to
+the image, drop empty boxes and boxes smaller than ``min_size``, NMS at ``nms_iou``, keep
 ``post_nms_top_n``.  Fixed-size outputs: padding slots are marked invalid.
 """
 import keras
@@ -56,13 +56,15 @@ class RPNHead(layers.Layer):
 
 
 def generate_proposals(logits, deltas, anchors, image_sizes, pre_nms_top_n, post_nms_top_n,
-                       nms_iou, min_size=0.0, box_weights=(1.0, 1.0, 1.0, 1.0)):
+                       nms_iou, min_size=0.0, box_weights=(1.0, 1.0, 1.0, 1.0), nms_method="tiled"):
     """Turn RPN outputs into proposals (no gradient flows through them).
 
     Args:
       logits: ``(B, N)`` objectness logits.  deltas: ``(B, N, 4)``.  anchors: ``(N, 4)``.
       image_sizes: ``(B, 2)`` (height, width) to clip to.
-      pre_nms_top_n, post_nms_top_n: ints.  nms_iou: float.  min_size: pixels.
+      pre_nms_top_n, post_nms_top_n: ints.  nms_iou: float.
+      min_size: proposals narrower or lower than this (in pixels), or empty, are dropped.
+      nms_method: see :func:`frcnn_lib.nms.padded_nms`.
 
     Returns:
       ``proposals (B, P, 4)`` with ``P = post_nms_top_n``, ``scores (B, P)`` (objectness
@@ -79,8 +81,11 @@ def generate_proposals(logits, deltas, anchors, image_sizes, pre_nms_top_n, post
     boxes = box_ops.decode(top_deltas, top_anchors, box_weights)
     boxes = box_ops.clip(boxes, sizes[:, 0:1], sizes[:, 1:2])
     scores = tf.sigmoid(top_logits)
-    # Tiny boxes get a score below NMS's threshold instead of being removed: shapes stay fixed.
-    scores = tf.where(box_ops.small_boxes_mask(boxes, min_size), scores, -1.0)
-    keep, _ = padded_nms(boxes, scores, nms_iou, post_nms_top_n, score_threshold=-0.5)
+    # Boxes under ``min_size`` -- and empty ones, such as anchors over the padding clipped to
+    # zero width -- are marked invalid rather than removed, so shapes stay fixed.  As in
+    # py-faster-rcnn (proposal_layer.py), this happens before NMS.
+    big_enough = box_ops.small_boxes_mask(boxes, min_size)
+    keep, _ = padded_nms(boxes, scores, nms_iou, post_nms_top_n, valid=big_enough,
+                         method=nms_method)
     valid = keep >= 0
     return gather_padded(boxes, keep), tf.where(valid, gather_padded(scores, keep), 0.0), valid

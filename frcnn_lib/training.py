@@ -19,14 +19,16 @@ import time
 import keras
 import numpy as np
 
-from frcnn_lib import checkpoints
+from frcnn_lib import checkpoints, progress
 from frcnn_lib.errors import FrcnnError
 from frcnn_lib.evaluation import MeanAveragePrecision, evaluate_voc
+from frcnn_lib.schedules import LinearWarmup
 
 
 def make_optimizer(train, steps_per_epoch):
     """A Keras optimizer from the ``train`` settings of a preset (``adam`` or ``sgd``), with a
-    ``cosine`` or ``step`` learning-rate schedule over the whole run."""
+    ``cosine`` or ``step`` learning-rate schedule over the whole run, after a linear warmup
+    of ``warmup_steps`` from ``warmup_factor * learning_rate`` if given."""
     lr = float(train["learning_rate"])
     total = max(1, int(train["epochs"]) * int(steps_per_epoch))
     if train.get("schedule") == "cosine":
@@ -37,6 +39,8 @@ def make_optimizer(train, steps_per_epoch):
             bounds, [lr * 0.1 ** i for i in range(len(bounds) + 1)]) if bounds else lr
     else:
         schedule = lr
+    if train.get("warmup_steps"):
+        schedule = LinearWarmup(schedule, train["warmup_steps"], train.get("warmup_factor", 0.001))
     name = train.get("optimizer", "adam")
     if name == "adam":
         return keras.optimizers.Adam(schedule, clipnorm=train.get("clipnorm", 10.0))
@@ -46,23 +50,51 @@ def make_optimizer(train, steps_per_epoch):
     raise FrcnnError(f"optimizer={name!r}: expected 'adam' or 'sgd'")
 
 
-def training_dataset(data, model, batch_size, seed=0):
-    """The repeated, shuffled, flipped training ``tf.data.Dataset`` for ``model``'s image sizes."""
+def training_dataset(data, model, batch_size, seed=0, skip_batches=0):
+    """The repeated, shuffled, flipped training ``tf.data.Dataset`` for ``model``'s image
+    sizes, from its ``skip_batches``-th batch on (the stream is the same for a seed)."""
     from frcnn_lib.datasets.pipeline import make_dataset
 
     s = model.settings
     return make_dataset(data, batch_size, training=True, min_side=s["image_min_side"],
-                        max_side=s["image_max_side"], shuffle=True, flip=True, seed=seed, repeat=True)
+                        max_side=s["image_max_side"], shuffle=True, flip=True, seed=seed, repeat=True,
+                        skip_batches=skip_batches)
+
+
+def resume_phases(resume_state, epochs, steps):
+    """``[(initial_epoch, epochs, steps_per_epoch, batches to skip)]``: the ``model.fit`` calls
+    of a run, one per continuous stretch.  A resume in the middle of epoch ``e`` first
+    finishes that epoch's remaining steps, then goes on with whole epochs."""
+    if not resume_state:
+        return [(0, epochs, steps, 0)]
+    epoch, step = int(resume_state["epoch"]), int(resume_state["step"])
+    epoch_step = int(resume_state.get("epoch_step", 0))
+    if step != epoch * steps + epoch_step or not 0 <= epoch_step < steps:
+        raise FrcnnError(f"--resume: the checkpoint is at step {step} ({epoch} epochs + "
+                         f"{epoch_step} steps) but this run has {steps} steps an epoch; resume "
+                         f"with the run's own --batch-size and data")
+    phases = []
+    if epoch_step:
+        phases.append((epoch, epoch + 1, steps - epoch_step, step))
+        epoch, step = epoch + 1, step + steps - epoch_step
+    if epoch < epochs:
+        phases.append((epoch, epochs, steps, step))
+    return phases
 
 
 def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, resume_state=None,
-        steps_per_epoch=None, verbose=1, extra_callbacks=()):
+        steps_per_epoch=None, verbose=1, extra_callbacks=(), checkpoint_every_steps=None,
+        checkpoint_every_minutes=None):
     """Train ``model`` (compiled here unless it already is) and write the run folder.
 
     Args:
       model: a ``FasterRCNN``.  train_data / val_data: ``DetectionData``.
       out: the run folder.  epochs: the last epoch (``resume_state`` gives the first).
       train: the preset's training settings (optimizer, learning rate, schedule).
+      verbose: as ``keras.Model.fit``; 1 draws the live bar only on a terminal (see progress.py).
+      checkpoint_every_steps / checkpoint_every_minutes: also checkpoint within epochs.
+      resume_state: ``{"epoch", "step", "epoch_step"}`` of a checkpoint: training goes on
+        from that exact step, with the data stream an uninterrupted run would have read.
 
     Returns the ``keras.callbacks.History``.  Raises FrcnnError if the loss becomes
     non-finite (the last good checkpoint stays as it was).
@@ -76,13 +108,14 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
     initial_epoch = resume_state["epoch"] if resume_state else 0
     if resume_state:
         _trim_history(os.path.join(out, "history.csv"), initial_epoch)
-    dataset = training_dataset(train_data, model, batch_size, seed=int(model.settings["seed"]) + initial_epoch)
+    phases = resume_phases(resume_state, epochs, steps)
     stopper = checkpoints.StopOnNonFiniteLoss()
     callbacks = [stopper]
     if val_data is not None and len(val_data):
         callbacks.append(MeanAveragePrecision(val_data, class_names=train_data.class_names, name="val_mAP"))
     callbacks += [
-        checkpoints.AtomicCheckpoint(os.path.join(out, "checkpoints")),
+        checkpoints.AtomicCheckpoint(os.path.join(out, "checkpoints"), steps, checkpoint_every_steps,
+                                     checkpoint_every_minutes),
         keras.callbacks.CSVLogger(os.path.join(out, "history.csv"), append=resume_state is not None),
         *extra_callbacks,
     ]
@@ -94,9 +127,22 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
     try:
         # FasterRCNN.fit turns an unreadable image (read on the host by the pipeline) or a
         # rejected batch into a one-line FrcnnError, the pipeline already freed.
-        history = model.fit(dataset, epochs=epochs, initial_epoch=initial_epoch,
-                            steps_per_epoch=steps, callbacks=callbacks, verbose=verbose,
-                            shuffle=False)  # the dataset shuffles itself
+        history = None
+        for first, last, phase_steps, skip in phases:
+            dataset = training_dataset(train_data, model, batch_size, seed=int(model.settings["seed"]),
+                                       skip_batches=skip)
+            part = model.fit(dataset, epochs=last, initial_epoch=first, steps_per_epoch=phase_steps,
+                             callbacks=callbacks,
+                             verbose=progress.fit_verbosity(verbose),  # no escape codes in pipes
+                             shuffle=False)  # the dataset shuffles itself
+            if history is not None:
+                for key, values in part.history.items():
+                    history.history.setdefault(key, []).extend(values)
+                history.epoch += part.epoch
+            else:
+                history = part
+            if stopper.failure:
+                break
     except FrcnnError as err:
         failure = f"{err} (found while training; earlier checkpoints are intact)"
     else:

@@ -81,3 +81,58 @@ def detection_grid(images, detections, ground_truths=None, class_names=None, pat
         fig.savefig(path)
         plt.close(fig)
     return fig
+
+
+def save_detections(image, detections, path, class_names=None, max_size=None, min_score=0.0):
+    """Write ``image`` with its detections to ``path`` at the image's own resolution.
+
+    One image pixel is one picture pixel (no margins, no axes), unless ``max_size`` is given
+    and the longer side exceeds it: then picture and boxes are scaled down by
+    ``max_size / max(h, w)``.  Boxes are labelled ``name score`` (``class_names[label - 1]``,
+    or ``detections["names"]`` when present), with line width and font size growing with
+    the picture.
+
+    Args:
+      image: ``(h, w, 3)`` uint8.  detections: dict of ``boxes (n, 4)`` xyxy in the image's
+        pixels, ``scores (n,)``, ``labels (n,)``, optional ``names (n,)`` (used when
+        ``class_names`` is None).
+      max_size: optional limit on the picture's longer side, in pixels.
+
+    Returns ``(height, width)`` of the picture written.
+    """
+    image = np.asarray(image)
+    h, w = image.shape[:2]
+    scale = 1.0 if not max_size or max(h, w) <= max_size else max_size / max(h, w)
+    out_h, out_w = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+    if scale != 1.0:
+        from PIL import Image
+        image = np.asarray(Image.fromarray(image.astype(np.uint8)).resize((out_w, out_h), Image.BILINEAR))
+    keep = np.asarray(detections["scores"]) >= min_score
+    labels = np.asarray(detections["labels"])[keep]
+    names = class_names
+    if names is None and "names" in detections:   # the model's names, by label
+        names = _names_by_label(labels, np.asarray(detections["names"])[keep])
+    dpi = 100
+    fig = plt.figure(figsize=(out_w / dpi, out_h / dpi), dpi=dpi)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.axis("off")
+    ax.imshow(image, interpolation="nearest")
+    ax.set_xlim(-0.5, out_w - 0.5)
+    ax.set_ylim(out_h - 0.5, -0.5)
+    side = max(out_h, out_w)
+    draw_boxes(ax, None, np.asarray(detections["boxes"], np.float32)[keep] * scale, labels,
+               np.asarray(detections["scores"])[keep], names,
+               linewidth=max(1.0, side / 400), fontsize=max(6.0, side / 80))
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return out_h, out_w
+
+
+def _names_by_label(labels, names):
+    """``class_names``-style list (index ``label - 1``) from per-detection names."""
+    if len(labels) == 0:
+        return None
+    table = [None] * int(labels.max())
+    for label, name in zip(labels, names):
+        table[int(label) - 1] = str(name)
+    return [n if n is not None else str(i + 1) for i, n in enumerate(table)]

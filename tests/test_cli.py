@@ -19,7 +19,7 @@ from frcnn_lib.datasets import shapes
 from helpers.reliability import (copy_run, error_lines, finish, start_frcnn, train_args,
                                  trained_run)
 
-COMMANDS = ("train", "evaluate", "predict", "export", "demo")
+COMMANDS = ("train", "evaluate", "predict", "export", "anchors", "demo")
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_train_writes_the_run_folder(run):
                  "checkpoints/state.json"):
         assert (run / name).is_file(), name
     state = json.loads((run / "checkpoints" / "state.json").read_text())
-    assert state == {"epoch": 1, "step": 2}          # 8 images / batch 4 = 2 steps
+    assert state == {"epoch": 1, "step": 2, "epoch_step": 0}   # 8 images / batch 4 = 2 steps
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["rpn_channels"] == 16 and config["epochs"] == 1
     rows = (run / "history.csv").read_text().splitlines()
@@ -164,7 +164,8 @@ def test_predict_writes_detections_and_one_png_per_image(run, tmp_path, capsys):
     detections = json.loads((out / "detections.json").read_text())
     assert [d["image"] for d in detections] == [str(p) for p in paths]
     for d in detections:
-        assert len(d["boxes"]) == len(d["scores"]) == len(d["labels"])
+        assert len(d["boxes"]) == len(d["scores"]) == len(d["model_labels"]) == len(d["category_ids"])
+        assert d["names"] == [shapes.CLASS_NAMES[k - 1] for k in d["model_labels"]]
         assert all(0 <= v <= 160 for box in d["boxes"] for v in box)
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert len(pngs) == 3, pngs
@@ -177,7 +178,9 @@ def test_export_writes_a_saved_model_that_loads_and_serves(run, tmp_path, capsys
 
     out = tmp_path / "exported"
     code = call(["export", "--model", run / "model.keras", "--out", out])
-    assert code == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.out.startswith("exporting "), captured.out   # a line before the long trace
     assert (out / "saved_model.pb").is_file()
     loaded = tf.saved_model.load(str(out))
     image = shapes.load("test", num_images=1).read_image(0)

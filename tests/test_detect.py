@@ -153,9 +153,9 @@ def test_no_retracing_per_image_size(monkeypatch):
     traced_shapes = []
     original = model.detect_padded
 
-    def spy(images, image_sizes=None, training=False):
+    def spy(images, image_sizes=None, training=False, portable=None):
         traced_shapes.append(tuple(images.shape))  # runs only while tracing
-        return original(images, image_sizes, training)
+        return original(images, image_sizes, training, portable)
     monkeypatch.setattr(model, "detect_padded", spy)
 
     rng = np.random.default_rng(0)
@@ -165,7 +165,7 @@ def test_no_retracing_per_image_size(monkeypatch):
     assert len(results) == 5
     for image in images:            # and each alone
         model.detect(image)
-    fn = model._frcnn_detect_fn
+    fn = model._frcnn_detect_fn[1]
     assert fn.experimental_get_tracing_count() <= 2, traced_shapes
-    # Every trace saw the one landscape canvas, whatever the image sizes.
-    assert traced_shapes and all(shape[1:] == (64, 96, 3) for shape in traced_shapes), traced_shapes
+    # Canvases follow the images (sides rounded up to 32), and retracing relaxes the shape.
+    assert traced_shapes and len(traced_shapes) <= 2, traced_shapes

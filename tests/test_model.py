@@ -42,8 +42,8 @@ def test_bad_constructor_arguments_raise_frcnn_error_naming_them(kwargs, named):
 def _non_default_arguments(weights_path):
     """A valid value different from the default for every constructor argument."""
     args = dict(
-        backbone="small", backbone_weights=weights_path,
-        anchor_scales=(24, 48), anchor_ratios=(0.5, 1.0),
+        backbone="small", backbone_weights=weights_path, backbone_frozen_stages=1,
+        backbone_frozen_batchnorm=True, anchor_scales=(24, 48), anchor_ratios=(0.5, 1.0),
         rpn_channels=48, rpn_positive_iou=0.65, rpn_negative_iou=0.25, rpn_batch_size=96,
         rpn_positive_fraction=0.4, rpn_allowed_border=4.0, rpn_nms_iou=0.65, rpn_min_size=1.0,
         rpn_pre_nms_top_n_train=500, rpn_post_nms_top_n_train=100,
@@ -52,6 +52,8 @@ def _non_default_arguments(weights_path):
         roi_foreground_iou=0.55, roi_background_iou_low=0.0, roi_background_iou_high=0.45,
         roi_box_weights=(8.0, 8.0, 4.0, 4.0), roi_head_units=48, roi_head_dropout=0.1,
         detections_score_threshold=0.1, detections_nms_iou=0.4, detections_max=20,
+        detections_soft_nms_sigma=0.5,
+        detections_min_size=0.5,
         loss_rpn_objectness_weight=0.5, loss_rpn_box_weight=2.0, loss_rcnn_class_weight=1.5,
         loss_rcnn_box_weight=0.75, weight_decay=1e-4,
         image_min_side=80, image_max_side=120, seed=7,
@@ -67,10 +69,11 @@ def test_get_config_from_config_round_trips_every_argument(tmp_path):
     weights = str(tmp_path / "small_backbone.weights.h5")
     build_backbone("small")[0].save_weights(weights)
     args = _non_default_arguments(weights)
-    model = FasterRCNN(3, name="my_detector", **args)
+    model = FasterRCNN(3, name="my_detector", class_names=["a", "b", "c"], category_ids=[4, 8, 15], **args)
 
     config = model.get_config()
     expected = {"name": "my_detector", "trainable": True, "num_classes": 3,
+                "class_names": ["a", "b", "c"], "category_ids": [4, 8, 15],
                 "dtype": keras.saving.serialize_keras_object(keras.DTypePolicy("float32"))}
     expected.update({k: list(v) if isinstance(v, tuple) else v for k, v in args.items()})
     assert config == expected

@@ -4,7 +4,30 @@ import pytest
 import tensorflow as tf
 
 import reference as ref
-from frcnn_lib.roi import flatten_rois, roi_align, roi_pool
+from frcnn_lib import roi
+from frcnn_lib.roi import flatten_rois
+
+
+@pytest.fixture(params=roi.METHODS, autouse=True)
+def method(request):
+    """Every test runs on both implementations (gathers, crop_and_resize)."""
+    return request.param
+
+
+def roi_align(*args, **kwargs):
+    return roi.roi_align(*args, **kwargs, method=_current_method[0])
+
+
+def roi_pool(*args, **kwargs):
+    return roi.roi_pool(*args, **kwargs, method=_current_method[0])
+
+
+_current_method = ["gather"]
+
+
+@pytest.fixture(autouse=True)
+def _use_method(method):
+    _current_method[0] = method
 
 
 def _ramp(h=4, w=4):
@@ -165,3 +188,20 @@ def test_unknown_spatial_shape_in_tf_function():
         _, rois, idx, _ = _random_case(rng, b=shape[0], h=shape[1], w=shape[2], r=5)
         np.testing.assert_allclose(fn(feats, rois, idx).numpy(),
                                    ref.roi_align(feats, rois, idx, 8, 2, 2), atol=2e-4)
+
+
+def test_both_methods_agree_and_gather_compiles_with_xla():
+    rng = np.random.default_rng(5)
+    feats = rng.normal(size=(2, 9, 13, 4)).astype(np.float32)
+    xy = rng.uniform(-20, 180, (24, 2))
+    rois = np.concatenate([xy, xy + rng.uniform(1, 90, (24, 2))], 1).astype(np.float32)
+    index = np.repeat([0, 1], 12).astype(np.int32)
+    for fn in (roi.roi_pool, roi.roi_align):
+        fused = fn(feats, rois, index, 16, 3, method="crop_and_resize").numpy()
+        gathered = fn(feats, rois, index, 16, 3, method="gather").numpy()
+        compiled = tf.function(lambda f, r, i: fn(f, r, i, 16, 3, method="gather"),
+                               jit_compile=True)(feats, rois, index).numpy()
+        np.testing.assert_allclose(gathered, fused, atol=1e-4)
+        np.testing.assert_allclose(compiled, fused, atol=1e-4)
+    with pytest.raises(ValueError, match="method"):
+        roi.roi_pool(feats, rois, index, 16, 3, method="bilinear")

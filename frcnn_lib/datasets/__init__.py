@@ -19,7 +19,7 @@ from frcnn_lib.datasets.imageio import read_image
 from frcnn_lib.datasets.records import DetectionData, ImageRecord
 from frcnn_lib.errors import FrcnnError
 
-_PIPELINE = ("canvas_size", "make_dataset", "pad_to_canvas", "resize_for_inference",
+_PIPELINE = ("canvas_for", "canvas_size", "make_dataset", "pad_to_canvas", "resize_for_inference",
              "resize_image")
 
 
@@ -33,13 +33,14 @@ def __getattr__(name):
 
 __all__ = [
     "DetectionData", "ImageRecord", "load", "make_dataset", "resize_for_inference",
-    "resize_image", "canvas_size", "pad_to_canvas", "read_image", "shapes", "voc", "coco",
+    "resize_image", "canvas_for", "canvas_size", "pad_to_canvas", "read_image", "shapes", "voc", "coco",
     "SPEC_FORMS",
 ]
 
 SPEC_FORMS = (
     "'shapes' or 'shapes:SPLIT' (SPLIT: train, val, test)",
-    "'voc:PATH/TO/VOCdevkit/VOC2007' or 'voc:PATH:SPLIT' (SPLIT default trainval)",
+    "'voc:PATH/TO/VOCdevkit/VOC2007' or 'voc:PATH:SPLIT' (SPLIT default trainval; any "
+    "classes: class_names= a list, or 'auto' to read them from the annotations)",
     "'coco:ANNOTATIONS.json:IMAGE_DIR'",
 )
 

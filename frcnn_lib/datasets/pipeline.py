@@ -6,7 +6,8 @@ original image, ``h', w'`` after resizing, ``Hc, Wc`` the canvas a batch is padd
 Every element is ``(images, targets)``:
 
 - ``images (B, Hc, Wc, 3)`` float32 in 0..255 (the model normalises); content at the top
-  left, zeros bottom and right.
+  left, zeros bottom and right (the model paints them its backbone's neutral colour, using
+  ``image_sizes``).
 - ``targets["boxes"] (B, G, 4)`` float32 xyxy in RESIZED pixels (padding rows are 0),
   ``targets["labels"] (B, G)`` int32 in ``1..K``, ``-1`` for padding,
   ``targets["image_sizes"] (B, 2)`` int32 ``(h', w')``, ``targets["scales"] (B,)``
@@ -18,12 +19,14 @@ would then exceed ``max_side`` (then the longer side becomes ``max_side``).  Bot
 rounded to whole pixels, so the true x and y factors can differ from ``scale`` by less than
 half a pixel over the image; boxes use ``scale`` so that dividing by it is exact.
 
-Fixed canvases, so that the model traces once per orientation and never per image size:
-landscape and square images go on ``(ceil32(min_side), ceil32(max_side))``, portrait ones
-on its transpose, and a batch holds one orientation only (``group_by_window``).  When
-``min_side == max_side`` the two canvases coincide and the element spec is fully static
-(except ``B``); otherwise the two canvas shapes alternate and the spec leaves ``Hc, Wc``
-unknown.
+Canvases follow the images (:func:`canvas_for`): a resized image goes on the canvas whose
+sides are its own rounded up to a multiple of 32, and a batch holds images of one canvas
+only (``group_by_window``), so a batch pays for its real pixels plus at most 31 rows and
+columns -- on Pascal VOC's 500 x 375 images (800 x 600 resized, canvas 800 x 608) 1.3 %
+of the pixels.  The number of canvases is bounded (one side of a resized image is
+``min_side`` or ``max_side``), so the model traces a bounded number of shapes.  When
+``min_side == max_side`` there is one fixed canvas and the element spec is fully static
+(except ``B``); otherwise the spec leaves ``Hc, Wc`` unknown.
 """
 from __future__ import annotations
 
@@ -42,10 +45,28 @@ CANVAS_MULTIPLE = 32
 
 
 def canvas_size(min_side, max_side, portrait=False) -> tuple[int, int]:
-    """``(Hc, Wc)``: the padded canvas for one orientation, sides rounded up to 32."""
+    """``(Hc, Wc)``: the largest canvas of one orientation, sides rounded up to 32 (the
+    canvas of every image when ``min_side == max_side``)."""
     short = int(math.ceil(min_side / CANVAS_MULTIPLE) * CANVAS_MULTIPLE)
     long = int(math.ceil(max_side / CANVAS_MULTIPLE) * CANVAS_MULTIPLE)
     return (long, short) if portrait else (short, long)
+
+
+def canvas_for(height, width, min_side, max_side):
+    """``(Hc, Wc)``: the canvas of an image resized to ``(height, width)`` (python ints or
+    scalar tensors).
+
+    With ``min_side == max_side``: the one fixed canvas :func:`canvas_size` (a static shape).
+    Otherwise each side rounded up to a multiple of 32, so a batch pays only for its own
+    pixels: one side of a resized image is ``min_side`` or ``max_side``, so there are at
+    most ``4 * ceil(max_side / 32)`` canvases (Keras and XLA trace each once).
+    """
+    if min_side == max_side:
+        return canvas_size(min_side, max_side)
+    m = CANVAS_MULTIPLE
+    if isinstance(height, (int, np.integer)) and isinstance(width, (int, np.integer)):
+        return int(-(-height // m) * m), int(-(-width // m) * m)
+    return (height + m - 1) // m * m, (width + m - 1) // m * m
 
 
 def resize_image(image, min_side, max_side):
@@ -137,7 +158,7 @@ def pad_to_canvas(image, canvas):
 
 def make_dataset(data, batch_size=2, training=False, min_side=None, max_side=None,
                  max_boxes=None, flip=True, shuffle=True, seed=0, repeat=False,
-                 drop_remainder=False, use_difficult=False) -> tf.data.Dataset:
+                 drop_remainder=False, use_difficult=False, skip_batches=0) -> tf.data.Dataset:
     """Batches of ``(images, targets)`` from a DetectionData (see the module docstring).
 
     Args:
@@ -155,6 +176,8 @@ def make_dataset(data, batch_size=2, training=False, min_side=None, max_side=Non
       drop_remainder: drop a last incomplete batch per orientation (makes ``B`` static).
       use_difficult: keep VOC ``difficult`` boxes as training targets (default: left out,
         as in the paper's code; evaluation still sees them).
+      skip_batches: start after this many batches of the same stream, without reading their
+        images (resuming mid-epoch; needs ``repeat``; see ``datasets/resume.py``).
 
     Returns:
       A ``tf.data.Dataset``, prefetched.
@@ -182,9 +205,7 @@ def make_dataset(data, batch_size=2, training=False, min_side=None, max_side=Non
                       f"(first: index {too_many[0]}); only the first {num_boxes} are kept",
                       stacklevel=2)
 
-    landscape_canvas = canvas_size(min_side, max_side)
-    portrait_canvas = canvas_size(min_side, max_side, portrait=True)
-    single_canvas = landscape_canvas == portrait_canvas
+    single_canvas = min_side == max_side
     do_flip = bool(training and flip)
 
     def load(index):  # host side: decode the image, pad the boxes to G
@@ -218,36 +239,46 @@ def make_dataset(data, batch_size=2, training=False, min_side=None, max_side=Non
             flipped = flip_boxes(boxes, width)
             boxes = tf.where(flip_now, flipped, boxes)
         boxes = tf.where((labels >= 0)[:, None], boxes, 0.0)
+        canvas = canvas_for(height, width, min_side, max_side)
+        image = pad_to_canvas(image, canvas)
         if single_canvas:
-            image = pad_to_canvas(image, landscape_canvas)
-            image = tf.ensure_shape(image, [*landscape_canvas, 3])
-        else:
-            portrait = height > width
-            canvas_h = tf.where(portrait, portrait_canvas[0], landscape_canvas[0])
-            canvas_w = tf.where(portrait, portrait_canvas[1], landscape_canvas[1])
-            image = pad_to_canvas(image, (canvas_h, canvas_w))
+            image = tf.ensure_shape(image, [*canvas, 3])
         targets = {"boxes": boxes, "labels": labels, "image_sizes": tf.cast(size, tf.int32),
                    "scales": scale, "indices": tf.cast(index, tf.int32)}
         return image, targets
 
-    n = len(data)
-    indices = tf.data.Dataset.range(n)
-    if training and shuffle:
-        indices = indices.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        indices = indices.repeat()
-    bits = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    ds = tf.data.Dataset.zip(indices, bits)
+    ds = index_stream(len(data), training and shuffle, repeat, seed)
+    if skip_batches:
+        from frcnn_lib.datasets.resume import skip_consumed
+        ds = skip_consumed(ds, lambda: index_stream(len(data), training and shuffle, repeat, seed),
+                           data, batch_size, min_side, max_side, single_canvas, skip_batches, repeat)
     ds = ds.map(load_tf, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     if single_canvas:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     else:
+        # A batch holds images of one canvas (torchvision's GroupedBatchSampler groups by
+        # aspect ratio; grouping by canvas also makes the batch's padding minimal).
+        def canvas_key(image, targets):
+            shape = tf.cast(tf.shape(image), tf.int64)
+            return shape[0] * 100_000 + shape[1]
+
         ds = ds.group_by_window(
-            key_func=lambda image, t: tf.cast(t["image_sizes"][0] > t["image_sizes"][1], tf.int64),
+            key_func=canvas_key,
             reduce_func=lambda key, window: window.batch(batch_size, drop_remainder=drop_remainder),
             window_size=batch_size)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def index_stream(n, shuffle, repeat, seed):
+    """The ``(record index, flip bits)`` int64 stream that :func:`make_dataset` reads images for."""
+    indices = tf.data.Dataset.range(n)
+    if shuffle:
+        indices = indices.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        indices = indices.repeat()
+    bits = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return tf.data.Dataset.zip(indices, bits)
 
 
 def flip_boxes(boxes, width):

@@ -50,14 +50,21 @@ def load(root, split="trainval", class_names=None, check_files=True) -> Detectio
     Args:
       root: a VOCdevkit year folder, e.g. ``datasets/data/VOCdevkit/VOC2007``.
       split: ``"train"``, ``"val"``, ``"trainval"``, ``"test"`` or any list in ImageSets/Main.
-      class_names: the classes in label order (default: the 20 VOC classes).
+      class_names: the classes in label order (default: the 20 VOC classes), or
+        ``"auto"``: the sorted unique object names of the split's annotations (see
+        :func:`annotation_class_names`; for Pascal VOC itself that is the 20 classes in
+        the same order).
       check_files: check at load time that every image file exists.
 
     Returns:
       DetectionData with one record per listed image, in list order.
     """
     root = Path(root)
+    if isinstance(class_names, str) and class_names == "auto":
+        class_names = annotation_class_names(root, split)
     class_names = list(CLASS_NAMES if class_names is None else class_names)
+    if not class_names or len(set(class_names)) != len(class_names):
+        raise FrcnnError(f"{root}: class names {class_names!r}: expected a non-empty list without duplicates")
     label_of = {name: i + 1 for i, name in enumerate(class_names)}
     if not root.is_dir():
         raise FrcnnError(f"{root}: VOC folder not found; expected a VOCdevkit year folder "
@@ -72,6 +79,34 @@ def load(root, split="trainval", class_names=None, check_files=True) -> Detectio
         for line_no, image_id in _read_list(list_file)
     ]
     return DetectionData(records, class_names, name=f"voc:{root}:{split}")
+
+
+def annotation_class_names(root, split="trainval"):
+    """Sorted unique ``object/name`` values over the annotations listed in ``split``.
+
+    Raises FrcnnError if the split has no object at all (then the classes must be given).
+    """
+    root = Path(root)
+    list_file = root / "ImageSets" / "Main" / f"{split}.txt"
+    if not list_file.is_file():
+        raise FrcnnError(f"{list_file}: image list not found (split {split!r})")
+    names = set()
+    for line_no, image_id in _read_list(list_file):
+        xml_path = root / "Annotations" / f"{image_id}.xml"
+        if not file_exists(xml_path):
+            raise FrcnnError(f"{xml_path}: annotation file not found (listed at {list_file}:{line_no})")
+        try:
+            ann = DET.parse(xml_path, forbid_dtd=True).getroot()
+        except DefusedXmlException as e:
+            raise FrcnnError(f"{xml_path}: refused unsafe XML ({type(e).__name__}: {e})") from None
+        except (ParseError, OSError, ValueError) as e:
+            raise FrcnnError(f"{xml_path}: malformed XML ({e})") from None
+        for k, obj in enumerate(ann.findall("object")):
+            names.add(_text(obj, "name", f"{xml_path}: object {k}"))
+    if not names:
+        raise FrcnnError(f"{list_file}: no object in split {split!r}; give the class names "
+                         f"(--classes a,b,c) instead of reading them from the annotations")
+    return sorted(names)
 
 
 def _read_list(list_file):

@@ -4,8 +4,9 @@
   epoch on 2 CPU cores); ``train_args`` builds a whole ``frcnn train`` command line.
 * ``run_frcnn``: the ``frcnn`` console script (or ``python -m frcnn_lib.cli``) in a
   subprocess with a timeout.
-* ``error_lines``: stderr without TensorFlow's C++ start-up log, which TensorFlow prints at
-  import, before any frcnn code runs and whatever ``TF_CPP_MIN_LOG_LEVEL`` says.
+* ``error_lines``: stderr without TensorFlow's C++ log (both its formats), which
+  ``python -m frcnn_lib.cli`` and in-process TensorFlow print at import whatever
+  ``TF_CPP_MIN_LOG_LEVEL`` says (the ``frcnn`` console script filters it itself).
 * ``trained_run``: one tiny run folder trained in-process by ``frcnn train``, shared by the
   test modules of a session (training it costs a graph trace, ~20 s on a busy CPU).
 """
@@ -22,10 +23,13 @@ TINY = {
 }
 TINY_SET = [arg for key, value in TINY.items() for arg in ("--set", f"{key}={value}")]
 
-# TensorFlow's native logging (absl format "I0000 00:00:...", its preamble, the CPU
-# feature note): printed by C++ at import, not by frcnn.
-_TF_NOISE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s|WARNING: All log messages before absl|"
-                       r"To enable the following instructions:)")
+# TensorFlow's native logging, printed by C++, not by frcnn: the absl format of TF >= 2.17
+# ("I0000 00:00:1796149246.689115    8919 port.cc:153] ..."), the older format of TF 2.16
+# ("2026-12-01 08:15:38.510523: E external/local_xla/.../cuda_fft.cc:479] ..."), absl's
+# preamble and the CPU feature note's second line.
+_TF_NOISE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s|"
+                       r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] |"
+                       r"WARNING: All log messages before absl|To enable the following instructions:)")
 
 
 def train_args(out, epochs=1, images=8, batch_size=4, *extra):

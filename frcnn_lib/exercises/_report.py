@@ -1,0 +1,168 @@
+"""Verdicts of the notebook exercises: run a learner's function, compare, explain.
+
+Every ``check_<name>(fn)`` of this package is built from the pieces below:
+
+* :func:`call` runs the learner's function on one case.  A stub (``NotImplementedError``)
+  prints "not implemented yet"; any other exception prints one line (type, message, case).
+  Either way the check stops and returns False -- never a traceback.
+* :func:`compare` tells whether an answer equals the library's (shape, then values).
+* :func:`diagnose` recognises a wrong answer as the output of a known wrong variant (the
+  VOC +1, swapped x and y, ...) and returns its hint.
+* :func:`fail` / :func:`passed` print the verdict.
+
+Checks return True (pass) or False, so a notebook can ``assert check_x(reference)``.
+"""
+import functools
+
+import numpy as np
+
+NOT_IMPLEMENTED = "not implemented yet"
+
+
+class Stop(Exception):
+    """Raised inside a check once its (failing) verdict is printed."""
+
+
+def compact(value, max_items=24):
+    """A one-line, short rendering of an array (or anything else) for a verdict."""
+    if isinstance(value, str):
+        return value
+    try:
+        arr = np.asarray(value)
+    except Exception:  # noqa: BLE001 -- anything the learner returned
+        return repr(value)[:200]
+    if arr.dtype == object:
+        return repr(value)[:200]
+    if arr.size > max_items:
+        head = np.array2string(arr.reshape(-1)[:8], precision=4, suppress_small=True, separator=", ")
+        return f"array of shape {arr.shape}, dtype {arr.dtype}, starting {head[:-1]}, ...]"
+    text = np.array2string(arr, precision=4, suppress_small=True, separator=", ",
+                           max_line_width=10_000)
+    return " ".join(text.split())
+
+
+def call(title, case, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` for ``case``; on an exception print the one-line verdict, raise Stop."""
+    try:
+        return fn(*args, **kwargs)
+    except NotImplementedError:
+        print(f"[ ] {title}: {NOT_IMPLEMENTED} -- write the function above, run its cell, "
+              "then run this check again.")
+    except Exception as error:  # noqa: BLE001 -- the learner's code may raise anything
+        message = " ".join(str(error).split())
+        if len(message) > 160:
+            message = message[:157] + "..."
+        print(f"[ERROR] {title}: your function raised {type(error).__name__}: {message} "
+              f"(case: {case})")
+    raise Stop
+
+
+def as_array(value):
+    """The learner's answer as a numpy array (tf tensors, lists and tuples welcome), or None."""
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def compare(expected, got, atol=1e-4, rtol=1e-4):
+    """None if ``got`` equals ``expected`` (same shape, close values), else a short reason."""
+    expected = np.asarray(expected, np.float64)
+    arr = as_array(got)
+    if arr is None:
+        return f"the answer is not a numeric array (got {type(got).__name__})"
+    if arr.shape != expected.shape:
+        return f"wrong shape: expected {expected.shape}, got {arr.shape}"
+    both_nan = np.isnan(expected) & np.isnan(arr)
+    close = np.isclose(arr, expected, atol=atol, rtol=rtol) | both_nan
+    if close.all():
+        return None
+    first = tuple(int(i) for i in np.argwhere(~close)[0])
+    where = f" at index {first}" if arr.ndim else ""
+    return (f"{int((~close).sum())} of {close.size} values differ; first{where}: "
+            f"expected {expected[first]:.6g}, got {arr[first]:.6g}")
+
+
+def diagnose(got, case_inputs, variants, atol=1e-4, rtol=1e-4):
+    """The hint of the first wrong variant whose output on ``case_inputs`` equals ``got``.
+
+    ``variants`` is a sequence of ``(hint, fn)``; ``fn(*case_inputs)`` gives that mistake's
+    answer.  Returns None when no variant matches.
+    """
+    for hint, variant in variants:
+        try:
+            wrong = variant(*case_inputs)
+        except Exception:  # noqa: BLE001 -- a variant may not apply to this case
+            continue
+        if compare(wrong, got, atol, rtol) is None:
+            return hint
+    return None
+
+
+def fail(title, case, reason, expected=None, got=None, hint=None, inputs=None):
+    """Print a failing verdict (case, inputs, expected vs got, hint) and raise Stop."""
+    lines = [f"[FAIL] {title}: case '{case}' -- {reason}"]
+    if inputs:
+        lines.append("  input:    " + ", ".join(f"{k}={compact(v)}" for k, v in inputs.items()))
+    if expected is not None:
+        lines.append(f"  expected: {compact(expected)}")
+    if got is not None:
+        lines.append(f"  got:      {compact(got)}")
+    if hint:
+        lines.append(f"  hint:     {hint}")
+    print("\n".join(lines))
+    raise Stop
+
+
+def passed(title, checked):
+    """Print the passing verdict naming what was checked; returns True."""
+    print(f"[PASS] {title}: {checked}")
+    return True
+
+
+def checker(title):
+    """Decorator: a check body that may raise Stop returns False instead."""
+    def wrap(body):
+        @functools.wraps(body)
+        def check(fn, *args, **kwargs):
+            try:
+                return bool(body(fn, *args, **kwargs))
+            except Stop:
+                return False
+        check.title = title
+        return check
+    return wrap
+
+
+def run_cases(title, fn, cases, reference, variants=(), names=None, generic_hint=None,
+              atol=1e-4, rtol=1e-4, post=None):
+    """The usual check: ``fn`` against ``reference`` on every case, in order.
+
+    Args:
+      cases: sequence of ``(case_name, args)``; ``args`` a tuple of positional arguments.
+      reference: the library's answer, ``reference(*args)``.
+      variants: ``(hint, wrong_fn)`` pairs recognised in a wrong answer.
+      names: argument names, to print the failing case's inputs.
+      generic_hint: the hint when no variant matches.
+      post: optional function applied to both answers before comparing (e.g. sorting).
+    Returns True after printing PASS; raises Stop on the first failing case.
+    """
+    post = post or (lambda x: x)
+    for case, args in cases:
+        expected = post(np.asarray(reference(*args), np.float64))
+        got = call(title, case, fn, *[_copy(a) for a in args])
+        got_array = as_array(got)
+        reason = compare(expected, post(got_array) if got_array is not None else got, atol, rtol)
+        if reason is None:
+            continue
+        hint = diagnose(got, args, variants, atol, rtol) if got_array is not None else None
+        if hint is None and got_array is not None and np.isnan(got_array).any():
+            hint = "your answer has NaN: a 0 / 0 somewhere? Guard the division (result 0 there)."
+        inputs = dict(zip(names, args)) if names else None
+        fail(title, case, reason, expected, got, hint or generic_hint, inputs)
+    return passed(title, f"{len(cases)} cases agree with frcnn_lib ("
+                  + ", ".join(c for c, _ in cases) + ")")
+
+
+def _copy(value):
+    return value.copy() if isinstance(value, np.ndarray) else value

@@ -1,0 +1,151 @@
+"""Run the course notebooks in full mode, in place, and clean their outputs for committing.
+
+    python notebooks/_tools/run_course.py                 # 01..12 in order (what `make course` runs)
+    python notebooks/_tools/run_course.py 03 10           # only the notebooks whose names start so
+
+Each notebook runs on a fresh kernel with `notebooks/` as its working directory and `FRCNN_FAST`
+removed from the environment (full mode: what a learner runs). Widget state is saved in the
+notebook's metadata so that nbviewer and GitHub can draw the widgets' first view. After the run,
+outputs are cleaned (`clean_notebook`): TensorFlow / absl C++ log lines are dropped from stderr
+streams, machine paths (the repository root, the home folder, temporary folders) are replaced by
+placeholders, carriage-return progress lines keep only their final state, and nbclient's timing
+metadata is removed. Per-notebook wall times are printed at the end, in the README's table format.
+
+A failing notebook stops the run (its partial outputs are still written, so the error is visible).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parents[1]
+ROOT = NOTEBOOKS.parent
+
+# Lines TensorFlow, XLA, absl and oneDNN write from C++ (or Python warnings about them): never course content.
+_LOG_LINE = re.compile(
+    r"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\]"  # absl prefix: I0000 00:00:1796149464.946106  11814 port.cc:153]
+    r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] "    # TF C++ prefix: 2026-12-01 12:00:00.000000: I tensorflow/...
+    r"|WARNING: All log messages before absl::InitializeLog"
+    r"|.*oneDNN custom operations are on"
+    r"|.*This TensorFlow binary is optimized to use"
+    r"|.*To enable the following instructions:"
+    r"|.*Unable to register cu(?:DNN|FFT|BLAS) factory"
+    r"|.*computation placer already registered"
+    r"|.*TF-TRT Warning"
+    r"|.*cuda_(?:dnn|blas|fft|executor|driver)\.cc"
+    r"|.*external/local_xla/"
+    r")"
+)
+
+
+def _path_replacements() -> list[tuple[re.Pattern, str]]:
+    """Machine paths and the placeholders they become (longest first)."""
+    pairs = []
+    for path, name in ((ROOT, "<repo>"), (Path.home(), "~")):
+        pairs.append((re.compile(re.escape(str(path)) + r"(?=/|\b)"), name))
+    tmp = re.escape(tempfile.gettempdir().rstrip("/"))
+    # /tmp/frcnn_project_t7y89186/x -> <tmp>/frcnn_project_/x: the random suffix changes every run.
+    pairs.insert(0, (re.compile(tmp + r"/([A-Za-z]+(?:_[A-Za-z]+)*_)[A-Za-z0-9_]{6,}"), r"<tmp>/\1"))
+    pairs.insert(1, (re.compile(tmp + r"/tmp[A-Za-z0-9_]{6,}"), "<tmp>/tmp"))
+    return pairs
+
+
+def clean_text(text: str, replacements=None) -> str:
+    """One output text, cleaned: machine paths replaced, progress lines collapsed."""
+    for pattern, placeholder in replacements or _path_replacements():
+        text = pattern.sub(placeholder, text)
+    # "50%\r100%\n" -> "100%\n": a terminal overwrites the line, a saved notebook would keep every state.
+    lines = [line.rsplit("\r", 1)[-1] if "\r" in line.rstrip("\r") else line.rstrip("\r")
+             for line in text.split("\n")]
+    return "\n".join(lines)
+
+
+def clean_notebook(nb) -> int:
+    """Clean `nb`'s outputs in place; returns the number of log lines dropped."""
+    replacements = _path_replacements()
+    dropped = 0
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                lines = out.text.splitlines(keepends=True)
+                if out.name == "stderr":
+                    good = [line for line in lines if not _LOG_LINE.match(line)]
+                    dropped += len(lines) - len(good)
+                    lines = good
+                out.text = clean_text("".join(lines), replacements)
+                if not out.text.strip():
+                    continue
+            elif out.output_type in ("execute_result", "display_data"):
+                if "text/plain" in out.get("data", {}):
+                    out.data["text/plain"] = clean_text(out.data["text/plain"], replacements)
+            elif out.output_type == "error":
+                out.traceback = [clean_text(line, replacements) for line in out.traceback]
+                out.evalue = clean_text(out.evalue, replacements)
+            kept.append(out)
+        cell.outputs = kept
+    return dropped
+
+
+def course_notebooks(prefixes=()) -> list[Path]:
+    paths = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if prefixes:
+        paths = [p for p in paths if any(p.name.startswith(x) for x in prefixes)]
+    return paths
+
+
+def run_notebook(path: Path, timeout: int | None = None) -> float:
+    """Execute one notebook in full mode in place; returns its wall time in seconds."""
+    nb = nbformat.read(path, as_version=4)
+    env_fast = os.environ.pop("FRCNN_FAST", None)   # the kernel inherits this process's environment
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
+                            record_timing=False, resources={"metadata": {"path": str(path.parent)}})
+    start = time.perf_counter()
+    try:
+        client.execute()
+    finally:
+        seconds = time.perf_counter() - start
+        clean_notebook(nb)
+        nbformat.write(nb, path)
+        if env_fast is not None:
+            os.environ["FRCNN_FAST"] = env_fast
+    return seconds
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("prefixes", nargs="*", help="run only notebooks whose file names start with these")
+    parser.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: none)")
+    args = parser.parse_args(argv)
+    times = []
+    for path in course_notebooks(args.prefixes):
+        print(f"running {path.name} ...", flush=True)
+        try:
+            seconds = run_notebook(path, args.timeout)
+        except Exception as error:   # the notebook keeps its outputs up to the failing cell
+            print(f"FAILED {path.name}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+            return 1
+        times.append((path.name, seconds))
+        print(f"  {path.name}: {seconds:.0f} s", flush=True)
+    print("\nfull mode, wall time per notebook:")
+    for name, seconds in times:
+        print(f"| {name[:2]} | {seconds / 60:.1f} min ({seconds:.0f} s) |")
+    print(f"total: {sum(s for _, s in times) / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
