@@ -178,7 +178,47 @@ def load_model(path, compile=True):
     if not os.path.isfile(path):
         raise FrcnnError(f"{path}: no such model file (expected a .keras file written by "
                          f"FasterRCNN.save or 'frcnn train')")
+    _check_model_archive(path)
     try:
         return keras.models.load_model(path, compile=compile, safe_mode=True)
     except Exception as err:
-        raise FrcnnError(f"{path}: could not load the model ({type(err).__name__}: {err})") from err
+        # Keras says "File not found" for any file it cannot open as a zip; the checks above
+        # have named those cases already, so never repeat its wording.
+        detail = str(err).replace("File not found: ", "")
+        raise FrcnnError(f"{path}: could not load the model ({type(err).__name__}: {detail})") from None
+
+
+def _check_model_archive(path):
+    """FrcnnError saying what is wrong with ``path`` if it is not a readable archive of a
+    FasterRCNN: not a zip, a truncated zip, a damaged member, no or bad ``config.json``, or
+    another model class."""
+    expected = "expected a .keras file written by FasterRCNN.save or 'frcnn train'"
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head.startswith(b"PK"):
+            raise FrcnnError(f"{path}: truncated or damaged .keras file (it starts as a zip "
+                             f"archive, but its end is missing: a copy or download cut short?)")
+        what = "empty" if not head else "not a zip archive"
+        raise FrcnnError(f"{path}: not a .keras model file ({what}); {expected}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+            if damaged is not None:
+                raise FrcnnError(f"{path}: damaged .keras file (member {damaged} fails its checksum)")
+            if "config.json" not in archive.namelist():
+                raise FrcnnError(f"{path}: a zip archive but not a Keras model (no config.json "
+                                 f"inside); {expected}")
+            config = json.loads(archive.read("config.json"))
+    except FrcnnError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise FrcnnError(f"{path}: damaged .keras file ({err})") from None
+    except ValueError as err:  # json.JSONDecodeError, UnicodeDecodeError
+        raise FrcnnError(f"{path}: damaged .keras file (config.json is not valid JSON: {err})") from None
+    name = config.get("class_name") if isinstance(config, dict) else None
+    if name != "FasterRCNN":
+        lambda_note = (" with a Lambda layer (Python code, refused by safe mode)"
+                       if '"Lambda"' in json.dumps(config) else "")
+        raise FrcnnError(f"{path}: not a frcnn model: it holds a Keras {name or 'object'!s}"
+                         f"{lambda_note}; {expected}")

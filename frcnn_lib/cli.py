@@ -44,6 +44,25 @@ def _positive(kind):
     return parse
 
 
+def _fraction(text):
+    """A threshold or IoU: a finite number in [0, 1] (nan, inf, -0.1 and 1.5 are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # False for nan too
+        raise argparse.ArgumentTypeError(f"expected a finite number in [0, 1], got {text!r}")
+    return value
+
+
+_fraction.__name__ = "fraction"
+
+
+def _is_fraction_setting(key):
+    """FasterRCNN arguments that are IoUs, score thresholds or fractions: in [0, 1]."""
+    return key.endswith(("_iou", "_iou_low", "_iou_high", "_threshold", "_fraction"))
+
+
 def _parser():
     p = _Parser(prog="frcnn", description="Faster R-CNN (Ren et al. 2015): train, "
                                 "evaluate, predict and export detectors built with frcnn_lib.")
@@ -86,7 +105,8 @@ def _parser():
     e.add_argument("--data", required=True, help=DATA_HELP)
     e.add_argument("--metric", choices=("voc07", "voc2010", "coco"), default="voc07",
                    help="VOC07 11-point AP, VOC2010+ area AP, or the twelve COCO numbers (default voc07)")
-    e.add_argument("--iou", type=float, default=0.5, help="IoU threshold of the VOC metrics (default 0.5)")
+    e.add_argument("--iou", type=_fraction, default=0.5,
+                   help="IoU threshold of the VOC metrics, in [0, 1] (default 0.5)")
     e.add_argument("--classes", help=CLASSES_HELP + "; default: the model's own classes")
     e.add_argument("--out", help="JSON file to write the metrics to")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -97,8 +117,8 @@ def _parser():
     r.add_argument("--model", required=True, help="a .keras file written by 'frcnn train'")
     r.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
     r.add_argument("--out", required=True, help="folder for detections.json and annotated images")
-    r.add_argument("--score-threshold", type=float, default=0.5,
-                   help="keep detections scoring at least this (default 0.5)")
+    r.add_argument("--score-threshold", type=_fraction, default=0.5,
+                   help="keep detections scoring at least this, in [0, 1] (default 0.5)")
     r.add_argument("--class-names", help="comma-separated names of classes 1..K (default: the "
                    "names the model was trained with, if it has them)")
     r.add_argument("--max-size", type=_positive(int), metavar="PIXELS",
@@ -214,6 +234,8 @@ def _check_overrides(overrides, defaults):
             ok, expected = number(value) and float(value).is_integer(), "a whole number"
             if ok:
                 overrides[key] = int(value)
+        elif isinstance(default, float) and _is_fraction_setting(key):
+            ok, expected = number(value) and 0 <= value <= 1, "a number in [0, 1]"
         elif isinstance(default, float):
             ok, expected = number(value), "a finite number"
         elif isinstance(default, (tuple, list)):
@@ -529,6 +551,14 @@ def main(argv=None):
         return 2
     except KeyboardInterrupt:
         print("frcnn: interrupted", file=sys.stderr)
+        interrupted = True
+    else:
+        interrupted = False
+    if interrupted:
+        # The traceback is gone now: free an interrupted tf.data pipeline (held by a Keras
+        # reference cycle) before exit, while its threads can still finish (see input_checks).
+        import gc
+        gc.collect()
         return 130
     if not getattr(args, "quiet", False):
         print(f"done in {time.perf_counter() - start:.1f} s")

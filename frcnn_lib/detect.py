@@ -15,10 +15,14 @@ import numpy as np
 import tensorflow as tf
 
 from frcnn_lib.datasets.pipeline import as_rgb_uint8, canvas_for, pad_to_canvas, resize_image
+from frcnn_lib.datasets.records import is_int
+from frcnn_lib.errors import FrcnnError
 
 
 def detect_images(model, images, batch_size=4):
     """``model.detect`` for a list of raw images; see :meth:`FasterRCNN.detect`."""
+    if not is_int(batch_size, 1):
+        raise FrcnnError(f"batch_size: expected a positive int, got {batch_size!r}")
     min_side = model.settings["image_min_side"]
     max_side = model.settings["image_max_side"]
     prepared = []

@@ -47,7 +47,9 @@ def match(iou_matrix, gt_valid, positive_threshold, negative_threshold,
     ious = tf.where(valid_pair, iou_matrix, -1.0)
 
     # A column of -1 stands for "no ground truth", so images with none (or G == 0) need no branch.
-    padded = tf.concat([ious, -tf.ones_like(ious[..., :1])], axis=2)
+    # (Built from the shape, not sliced from ``ious``, which has no column to slice when G == 0.)
+    no_gt = tf.fill(tf.concat([tf.shape(ious)[:2], [1]], axis=0), -1.0)
+    padded = tf.concat([ious, no_gt], axis=2)
     max_iou = tf.reduce_max(padded, axis=2)
     matched_gt = tf.argmax(padded, axis=2, output_type=tf.int32)
     matched_gt = tf.where(max_iou >= 0.0, matched_gt, 0)

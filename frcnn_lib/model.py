@@ -18,10 +18,9 @@ losses summed, gradients not flowing through proposal coordinates.  ``call`` alw
 returns detections (padded, fixed size); ``train_step``/``test_step`` return the losses.
 """
 import keras
-import numpy as np
 import tensorflow as tf
 
-from frcnn_lib import losses, rcnn, roi
+from frcnn_lib import input_checks, losses, rcnn, roi
 from frcnn_lib import targets as target_assignment
 from frcnn_lib.anchors import generate_anchors, num_anchors_per_location
 from frcnn_lib.backbones import (NEUTRAL_RGB, build_backbone, build_roi_head,
@@ -31,10 +30,6 @@ from frcnn_lib.errors import FrcnnError
 from frcnn_lib.rpn import RPNHead, generate_proposals
 
 LOSS_NAMES = ("rpn_objectness", "rpn_box", "rcnn_class", "rcnn_box")
-
-# Marks the messages of the graph-side input checks of ``compute_losses``, so that
-# ``fit``/``evaluate``/``*_on_batch`` can turn them into one-line FrcnnErrors.
-INPUT_CHECK = "frcnn input check: "
 
 # The paper's settings (VGG-16 on Pascal VOC); every one is a constructor argument.
 DEFAULTS = dict(
@@ -233,6 +228,7 @@ class FasterRCNN(keras.Model):
         Returns a dict of ``boxes (B, D, 4)`` (pixels of ``images``), ``scores (B, D)``,
         ``labels (B, D)`` int32 (``-1`` pads) and ``num_detections (B,)`` int32.
         """
+        input_checks.check_images(images)
         return self.detect_padded(images, None, training)
 
     def detect_padded(self, images, image_sizes=None, training=False, portable=None):
@@ -264,10 +260,8 @@ class FasterRCNN(keras.Model):
         s = self.settings
         portable = self._portable(portable)
         images = tf.cast(images, self.compute_dtype)
-        gt_boxes = tf.cast(targets["boxes"], tf.float32)
-        gt_labels = tf.cast(targets["labels"], tf.int32)
+        images, gt_boxes, gt_labels = input_checks.check_inputs(images, targets, self.num_classes)
         image_sizes = self._image_sizes(images, targets)
-        images, gt_boxes, gt_labels = self._check_inputs(images, gt_boxes, gt_labels)
         optimizer = getattr(self, "optimizer", None)  # absent until compile()
         step = tf.cast(optimizer.iterations if optimizer is not None else 0, tf.int32)
         seed = tf.stack([tf.constant(int(s["seed"]), tf.int32), step])
@@ -298,68 +292,6 @@ class FasterRCNN(keras.Model):
             "rcnn_box": losses.box_regression_loss(rcnn.select_class_deltas(box_deltas, roi_labels),
                                                    roi_deltas, roi_labels >= 1, roi_sampled),
         }
-
-    def _check_inputs(self, images, gt_boxes, gt_labels):
-        """Reject training input that would give a NaN loss or a deep TensorFlow error.
-
-        Returns ``images, gt_boxes, gt_labels`` made to depend on the checks, so that no
-        loss, gradient or weight update is computed from a batch that fails them.  Static
-        shapes are checked when the step is traced (FrcnnError); values and dynamic shapes on
-        the graph with ``tf.debugging.Assert``, turned into a one-line FrcnnError by ``fit``,
-        ``evaluate``, ``train_on_batch`` and ``test_on_batch``.  Rules:
-
-        * ``images (B, H, W, 3)`` finite; ``boxes (B, G, 4)``; ``labels (B, G)``;
-        * ``labels`` is ``-1`` (padding) or in ``1..num_classes``;
-        * ``boxes`` are finite, padding rows included;
-        * real boxes (label >= 1) have ``x2 >= x1`` and ``y2 >= y1`` (a negative size means
-          another box format).  Boxes of zero size, or partly or wholly outside the image,
-          are accepted: they overlap no anchor, so they add nothing to the RPN loss.
-        """
-        if images.shape.rank is not None and images.shape.rank != 4:
-            raise FrcnnError(f"images: expected shape (B, H, W, 3), got {images.shape}")
-        if gt_boxes.shape.rank is not None and (gt_boxes.shape.rank != 3 or gt_boxes.shape[-1] not in (None, 4)):
-            raise FrcnnError(f"targets['boxes']: expected shape (B, G, 4) xyxy, got {gt_boxes.shape}")
-        if gt_labels.shape.rank is not None and gt_labels.shape.rank != 2:
-            raise FrcnnError(f"targets['labels']: expected shape (B, G), got {gt_labels.shape}")
-        if not gt_boxes.shape[:2].is_compatible_with(gt_labels.shape):
-            raise FrcnnError(f"targets['boxes'] {gt_boxes.shape} and targets['labels'] "
-                             f"{gt_labels.shape} disagree on (B, G)")
-
-        # Shapes left unknown by tracing (Keras relaxes them on retracing): check at run time.
-        box_shape, label_shape = tf.shape(gt_boxes), tf.shape(gt_labels)
-        shape_ok = tf.equal(box_shape[-1], 4) & tf.reduce_all(tf.equal(box_shape[:2], label_shape))
-        shape_check = tf.debugging.Assert(shape_ok, [
-            INPUT_CHECK + "targets['boxes'] must be (B, G, 4) and targets['labels'] (B, G); "
-            "got shapes", box_shape, label_shape])
-        with tf.control_dependencies([shape_check]):
-            gt_boxes, gt_labels = tf.identity(gt_boxes), tf.identity(gt_labels)
-        if gt_boxes.shape[-1] is None:
-            # Static last dimension for what follows; a gather (not ensure_shape, which
-            # graph optimisation may evaluate before the check) so that the check speaks first.
-            gt_boxes = tf.gather(gt_boxes, [0, 1, 2, 3], axis=-1)
-
-        def check(ok, what, values):
-            bad = tf.where(tf.logical_not(ok))                              # (n, 2)
-            first = tf.concat([bad, tf.constant([[-1, -1]], tf.int64)], axis=0)[0]
-            value = tf.gather_nd(values, tf.maximum(first, 0))
-            return tf.debugging.Assert(tf.reduce_all(ok), [INPUT_CHECK + what, first, value],
-                                       summarize=8)
-
-        k = self.num_classes
-        finite = tf.reduce_all(tf.math.is_finite(gt_boxes), axis=-1)
-        x1, y1, x2, y2 = tf.unstack(gt_boxes, 4, axis=-1)
-        checks = [
-            check((gt_labels == -1) | ((gt_labels >= 1) & (gt_labels <= k)),
-                  f"targets['labels'] must be -1 (padding) or in 1..num_classes={k}", gt_labels),
-            check(finite, "targets['boxes'] must be finite (no NaN or inf, padding rows included)",
-                  gt_boxes),
-            check(~finite | (gt_labels < 1) | ((x2 >= x1) & (y2 >= y1)),
-                  "targets['boxes'] must be xyxy with x2 >= x1 and y2 >= y1", gt_boxes),
-            tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(images)),
-                                [INPUT_CHECK + "images must be finite (no NaN or inf)"]),
-        ]
-        with tf.control_dependencies(checks):
-            return tf.identity(images), tf.identity(gt_boxes), tf.identity(gt_labels)
 
     def _total_loss(self, parts):
         s = self.settings
@@ -397,21 +329,24 @@ class FasterRCNN(keras.Model):
         parts = self.compute_losses(data[0], data[1], training=False)
         return self._track(parts, self._total_loss(parts))
 
+    # A failed input check or unreadable image file: one-line FrcnnError (input_checks.py).
     def fit(self, *args, **kwargs):
-        with _input_errors():
-            return super().fit(*args, **kwargs)
+        return input_checks.call_translating_errors(super().fit, *args, **kwargs)
 
     def evaluate(self, *args, **kwargs):
-        with _input_errors():
-            return super().evaluate(*args, **kwargs)
+        return input_checks.call_translating_errors(super().evaluate, *args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        return input_checks.call_translating_errors(super().predict, *args, **kwargs)
 
     def train_on_batch(self, *args, **kwargs):
-        with _input_errors():
-            return super().train_on_batch(*args, **kwargs)
+        return input_checks.call_translating_errors(super().train_on_batch, *args, **kwargs)
 
     def test_on_batch(self, *args, **kwargs):
-        with _input_errors():
-            return super().test_on_batch(*args, **kwargs)
+        return input_checks.call_translating_errors(super().test_on_batch, *args, **kwargs)
+
+    def predict_on_batch(self, *args, **kwargs):
+        return input_checks.call_translating_errors(super().predict_on_batch, *args, **kwargs)
 
     def predict_step(self, data):
         images = data[0] if isinstance(data, (tuple, list)) else data
@@ -422,7 +357,9 @@ class FasterRCNN(keras.Model):
         """Detections on raw images, in each image's own pixel coordinates.
 
         Args:
-          images: one uint8 array ``(H, W)`` / ``(H, W, 1|3|4)``, or a list of them (any sizes).
+          images: one image or a list of them (any sizes): a uint8 array ``(H, W)`` /
+            ``(H, W, 1|3|4)``, or a ``PIL.Image`` of any mode (converted to RGB).
+          batch_size: images per forward pass, a positive int.
 
         Returns:
           one dict (or a list of dicts for a list) of numpy arrays ``boxes (n, 4)`` xyxy,
@@ -430,8 +367,11 @@ class FasterRCNN(keras.Model):
           when the model was given ``class_names`` / ``category_ids``.
         """
         from frcnn_lib.detect import detect_images
-        # An array of rank <= 3 is one image (validated by detect_images); rank 4 is a batch.
-        single = isinstance(images, np.ndarray) and images.ndim <= 3
+        # A rank-4 array or another iterable (list, generator) is a batch; anything else one
+        # image (an array of rank <= 3, a PIL image, or a mistake that detect_images names).
+        ndim = getattr(images, "ndim", None)
+        single = ndim is not None and ndim != 4 or not hasattr(images, "__iter__") \
+            or isinstance(images, (str, bytes, dict))
         results = name_detections(self, detect_images(self, [images] if single else list(images), batch_size))
         return results[0] if single else results
 
@@ -447,33 +387,3 @@ class FasterRCNN(keras.Model):
         archive.add_endpoint("serve", lambda images: self.detect_padded(images, portable=True),
                              input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
         archive.write_out(filepath, verbose=verbose)
-
-
-class _input_errors:
-    """Turn a failed input check of ``compute_losses`` (an InvalidArgumentError from the
-    graph, with a long TensorFlow trace) into a one-line FrcnnError."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, err, tb):
-        if isinstance(err, FrcnnError):
-            # Raised while Keras traced the step (a static shape): drop the frames of
-            # Keras and TensorFlow that it came through.
-            raise FrcnnError(str(err)) from None
-        if not isinstance(err, tf.errors.InvalidArgumentError):
-            return False
-        text = err.message or ""
-        start = text.find(INPUT_CHECK)
-        if start < 0:
-            return False
-        # Assert prints "[what] [image box] [value]", quotes escaped.
-        line = text[start + len(INPUT_CHECK):].splitlines()[0].replace("\\'", "'")
-        parts = [part.strip(" []") for part in line.split("] [")]
-        message = parts[0]
-        if len(parts) == 3 and len(parts[1].split()) == 2:
-            image, box = parts[1].split()
-            message += f"; got {parts[2]} at image {image}, box {box} of the batch"
-        elif len(parts) > 1:
-            message += " " + " and ".join(f"({', '.join(p.split())})" for p in parts[1:])
-        raise FrcnnError(message) from None

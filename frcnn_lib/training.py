@@ -18,7 +18,6 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from frcnn_lib import checkpoints, progress
 from frcnn_lib.errors import FrcnnError
@@ -135,6 +134,8 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
                json.dumps({"model": model.get_config(), "train": train, "batch_size": batch_size,
                            "epochs": epochs}, indent=2, default=str))
     try:
+        # FasterRCNN.fit turns an unreadable image (read on the host by the pipeline) or a
+        # rejected batch into a one-line FrcnnError, the pipeline already freed.
         history = None
         for first, last, phase_steps, skip in phases:
             seed = int(model.settings["seed"])
@@ -154,14 +155,12 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
                 history = part
             if stopper.failure:
                 break
-    except tf.errors.InvalidArgumentError as err:
-        # The pipeline reads images on the host; a FrcnnError raised there (a corrupt or
-        # missing file) reaches us wrapped by tf.data.  Unwrap it to its one-line message.
-        marker = "FrcnnError: "
-        if marker not in err.message:
-            raise
-        detail = err.message.split(marker, 1)[1].splitlines()[0]
-        raise FrcnnError(f"{detail} (found while training; earlier checkpoints are intact)") from err
+    except FrcnnError as err:
+        failure = f"{err} (found while training; earlier checkpoints are intact)"
+    else:
+        failure = None
+    if failure:
+        raise FrcnnError(failure) from None
     if stopper.failure:
         last = os.path.join(out, "checkpoints", "last.keras")
         kept = f"the last good checkpoint {last} is intact" if os.path.exists(last) else \

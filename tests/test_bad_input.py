@@ -1,7 +1,7 @@
 """Bad input given to the model itself (not through the dataset readers).
 
-What happens, by case (``FasterRCNN.compute_losses`` checks on the graph, ``fit``,
-``evaluate``, ``train_on_batch`` and ``test_on_batch`` turn a failed check into a one-line
+What happens, by case (``frcnn_lib.input_checks`` checks on the graph, ``fit``,
+``evaluate``, ``predict`` and ``*_on_batch`` turn a failed check into a one-line
 FrcnnError, and a rejected batch changes no weight and no optimizer step):
 
 | input                                     | behaviour                         |
@@ -173,20 +173,20 @@ def test_wrong_box_shape_is_rejected(model):
 
 def test_shapes_unknown_when_traced_are_checked_when_run(model):
     """Keras may retrace with relaxed (unknown) dimensions: then the graph checks the shape."""
-    from frcnn_lib.model import _input_errors
+    from frcnn_lib import input_checks
 
-    check = tf.function(model._check_inputs, input_signature=[
-        tf.TensorSpec([None, None, None, 3]), tf.TensorSpec([None, None, None]),
-        tf.TensorSpec([None, None], tf.int32)])
+    check = tf.function(
+        lambda images, boxes, labels: input_checks.check_inputs(
+            images, {"boxes": boxes, "labels": labels}, model.num_classes),
+        input_signature=[tf.TensorSpec([None, None, None, 3]), tf.TensorSpec([None, None, None]),
+                         tf.TensorSpec([None, None], tf.int32)])
     images, targets = make_batch()
     check(images, targets["boxes"], targets["labels"])              # fine
     five = np.zeros((3, 2, 5), np.float32)
     with pytest.raises(FrcnnError, match=r"targets\['boxes'\] must be \(B, G, 4\).*\(3, 2, 5\)"):
-        with _input_errors():
-            check(images, five, targets["labels"])
+        input_checks.call_translating_errors(check, images, five, targets["labels"])
     with pytest.raises(FrcnnError, match=r"\(3, 2, 4\) and \(3, 3\)"):
-        with _input_errors():
-            check(images, targets["boxes"], -np.ones((3, 3), np.int32))
+        input_checks.call_translating_errors(check, images, targets["boxes"], -np.ones((3, 3), np.int32))
 
 
 # ----------------------------------------------------------------------------- pipeline

@@ -246,6 +246,8 @@ def test_output_under_proc_is_refused(tmp_path, capsys):
     ("anchor_scales=[16, \"x\"]", "anchor_scales"),
     ("rpn_nms_iou=NaN", "rpn_nms_iou"),        # JSON accepts NaN; frcnn does not
     ("roi_pooling=bilinear", "roi_pooling"),   # rejected by the model itself
+    ("rpn_nms_iou=1.5", "rpn_nms_iou"),        # IoUs, thresholds, fractions: in [0, 1]
+    ("detections_score_threshold=-0.1", "detections_score_threshold"),
 ])
 def test_bad_set_override(setting, named, tmp_path, capsys):
     code = call(train_args(tmp_path / "run", 1, 8, 4, "--set", setting))
@@ -300,3 +302,58 @@ def test_resume_refuses_a_different_model_setting(run, tmp_path, capsys):
     argv = train_args(copy, 2, 8, 4, "--resume", "--set", "rpn_channels=32")
     one_error_line(capsys, call(argv), "rpn_channels", "checkpoint")
     assert (copy / "checkpoints" / "last.keras").read_bytes() == before
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-0.1", "1.5", "abc"])
+@pytest.mark.parametrize("command, option", [("predict", "--score-threshold"), ("evaluate", "--iou")])
+def test_thresholds_must_be_finite_numbers_in_0_1(command, option, value, tmp_path, capsys):
+    rest = {"predict": ["--model", "m.keras", "x.png", "--out", tmp_path / "p"],
+            "evaluate": ["--model", "m.keras", "--data", "shapes:test"]}[command]
+    line = one_error_line(capsys, call([command, *rest, f"{option}={value}"]), option, "[0, 1]")
+    assert value in line
+
+
+def test_thresholds_at_the_ends_of_0_1_are_accepted():
+    parser = cli._parser()
+    for value in ("0", "1", "0.5", "1e-3"):
+        args = parser.parse_args(["predict", "--model", "m", "x", "--out", "o", "--score-threshold", value])
+        assert args.score_threshold == float(value)
+
+
+def _keras_file_without_frcnn(path):
+    import keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("case, words", [
+    ("truncated", ["truncated", "cut short"]),
+    ("random", ["not a zip archive"]),
+    ("empty", ["empty"]),
+    ("zip-without-config", ["not a Keras model", "no config.json"]),
+    ("bad-config", ["config.json is not valid JSON"]),
+    ("other-model", ["not a frcnn model", "Sequential"]),
+])
+def test_model_file_errors_say_what_is_wrong_with_the_file(run, case, words, tmp_path, capsys):
+    path = tmp_path / f"{case}.keras"
+    good = (run / "model.keras").read_bytes()
+    if case == "truncated":
+        path.write_bytes(good[:len(good) * 6 // 10])
+    elif case == "random":
+        path.write_bytes(np.random.default_rng(0).bytes(5000))
+    elif case == "empty":
+        path.write_bytes(b"")
+    elif case == "zip-without-config":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("notes.txt", "hello")
+    elif case == "bad-config":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("config.json", "{not json")
+    else:
+        _keras_file_without_frcnn(path)
+    for argv in (["evaluate", "--model", path, "--data", "shapes:test"],
+                 ["export", "--model", path, "--out", tmp_path / "e"]):
+        line = one_error_line(capsys, call(argv), path, *words)
+        assert "File not found" not in line and "could not load" not in line, line

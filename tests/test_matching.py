@@ -109,3 +109,12 @@ def test_tf_function_matches_eager():
     fn = lambda i, g, a: match(i, g, 0.7, 0.3, True, a)  # noqa: E731
     for eager, graph in zip(fn(ious, gt_valid, anchor_valid), tf.function(fn)(ious, gt_valid, anchor_valid)):
         np.testing.assert_array_equal(eager.numpy(), graph.numpy())
+
+
+def test_zero_ground_truth_slots_g_0_against_reference():
+    """``G = 0`` (targets ``(B, 0, 4)``: no objects) matches like all-padding ground truth."""
+    anchor_valid = np.array([[True, False, True, True, True], [True, True, True, False, True]])
+    labels, matched = _check_against_reference(np.zeros((2, 5, 0), np.float32), np.zeros((2, 0), bool),
+                                               0.7, 0.3, True, anchor_valid)
+    np.testing.assert_array_equal(labels, np.where(anchor_valid, 0, -1))
+    np.testing.assert_array_equal(matched, 0)

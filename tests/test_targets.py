@@ -246,3 +246,36 @@ def test_rcnn_tf_function_matches_eager():
     fn = lambda p, v, g, l: rcnn_targets(p, v, g, l, SEED, num_samples=12)  # noqa: E731
     for eager, graph in zip(fn(*args), tf.function(fn)(*args)):
         np.testing.assert_allclose(eager.numpy(), graph.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_zero_ground_truth_slots_g_0():
+    """Targets ``(B, 0, 4)`` / ``(B, 0)`` (no objects): the RPN targets equal those of
+    all-padding ground truth and of the reference matching (all valid anchors negative); the
+    R-CNN targets are background or nothing, with zero deltas."""
+    anchors = generate_anchors(4, 5, 16, (16, 32), (1.0,)).numpy()            # 40 anchors
+    sizes = np.array([[64, 80], [48, 60]], np.float32)
+    none_boxes, none_labels = np.zeros((2, 0, 4), np.float32), np.zeros((2, 0), np.int32)
+    labels, deltas = rpn_targets(anchors, none_boxes, none_labels, sizes, SEED, num_samples=len(anchors))
+    padded, _ = rpn_targets(anchors, np.zeros((2, 3, 4), np.float32), -np.ones((2, 3), np.int32),
+                            sizes, SEED, num_samples=len(anchors))
+    np.testing.assert_array_equal(labels.numpy(), padded.numpy())
+    for b in range(2):
+        want, _ = ref.match(np.zeros((len(anchors), 0)), np.zeros(0, bool), 0.7, 0.3, True,
+                            ref.inside(anchors, sizes[b, 0], sizes[b, 1]))
+        np.testing.assert_array_equal(labels.numpy()[b], want)
+    assert np.all(np.isfinite(deltas.numpy()))
+
+    rng = np.random.default_rng(36)
+    props = np.stack([ref.random_boxes(rng, 10), ref.random_boxes(rng, 10)])
+    valid = np.ones((2, 10), bool)
+    valid[1, 7:] = False
+    rois, roi_labels, roi_deltas = rcnn_targets(props, valid, none_boxes, none_labels, SEED,
+                                                num_samples=12, background_iou_low=0.0)
+    roi_labels = roi_labels.numpy()
+    # every valid proposal is background (IoU 0 with nothing); the rest of the 12 slots pad
+    np.testing.assert_array_equal((roi_labels == 0).sum(axis=1), [10, 7])
+    np.testing.assert_array_equal((roi_labels == -1).sum(axis=1), [2, 5])
+    assert np.all(roi_deltas.numpy() == 0)
+    for b in range(2):
+        chosen = {tuple(r) for r in rois.numpy()[b][roi_labels[b] == 0]}
+        assert chosen == {tuple(p) for p in props[b][valid[b]]}

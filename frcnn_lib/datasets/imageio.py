@@ -114,3 +114,32 @@ def image_size(path) -> tuple[int, int]:
     if orientation in (5, 6, 7, 8):  # the transposing orientations swap the sides
         height, width = width, height
     return int(height), int(width)
+
+
+def user_image(image, index=0):
+    """What a user may pass to ``detect`` as one image -> a numpy array.
+
+    A ``PIL.Image.Image`` of any mode becomes ``uint8 (H, W, 3)`` RGB by the rules of
+    :func:`read_image` (so ``detect(Image.open(f))`` sees what ``frcnn predict f`` sees),
+    except that EXIF orientation is not applied: boxes refer to the pixels of the object
+    given.  Arrays (and array-likes such as tensors) pass through ``np.asarray``.
+    ``None``, strings, paths, numbers, lists and other objects raise FrcnnError naming
+    ``index``.
+    """
+    if isinstance(image, Image.Image):
+        try:
+            image.load()
+            return to_rgb_uint8(image)
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
+            raise FrcnnError(f"image {index}: PIL image (mode {image.mode}) could not be read "
+                             f"({e})") from None
+    if isinstance(image, np.ndarray) or (hasattr(image, "__array__") and not isinstance(image, (list, tuple))):
+        return np.asarray(image)
+    if image is None:
+        hint = " (cv2.imread returns None for a missing file)"
+    elif isinstance(image, (str, bytes, os.PathLike)):
+        hint = " (a file name? read it first: PIL.Image.open or frcnn_lib.datasets.imageio.read_image)"
+    else:
+        hint = ""
+    shown = "None" if image is None else f"{type(image).__name__}"
+    raise FrcnnError(f"image {index}: expected a numpy array or PIL.Image, got {shown}{hint}")

@@ -37,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from frcnn_lib.boxes import clip
+from frcnn_lib.datasets.imageio import user_image
 from frcnn_lib.datasets.records import is_int
 from frcnn_lib.errors import FrcnnError
 
@@ -128,8 +129,9 @@ def to_rgb_array(image) -> np.ndarray:
 def as_rgb_uint8(image, index=0):
     """``(H, W)`` gray, ``(H, W, 1)`` gray, ``(H, W, 2)`` gray + alpha, ``(H, W, 3)`` RGB or
     ``(H, W, 4)`` RGBA array (uint8, uint16 or float 0..255) -> ``(H, W, 3)`` uint8.  Alpha
-    is dropped."""
-    array = np.asarray(image)
+    is dropped.  A ``PIL.Image`` of any mode is converted as image files are (see
+    ``imageio.user_image``); None and other non-images raise FrcnnError naming ``index``."""
+    array = user_image(image, index)
     if array.ndim == 2:
         array = array[..., None]
     if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4) or array.shape[0] < 1 or array.shape[1] < 1:
