@@ -12,6 +12,10 @@ Two halves:
   on the checks, so no loss, gradient or weight update is computed from a rejected batch.
   Only static-shaped, XLA-compilable ops besides the asserts (no ``tf.where(mask)``
   with a data-dependent size, no host calls).
+* :func:`checked_before_the_step` applies the same checks to the data on its way into
+  ``fit`` / ``evaluate`` / ``*_on_batch`` when the step is compiled with XLA, which drops
+  ``tf.debugging.Assert`` ops (it has no kernel for them): in the ``tf.data`` pipeline for a
+  dataset (host side, never compiled), eagerly for in-memory arrays.
 * :func:`call_translating_errors` runs ``fit`` / ``evaluate`` / ``predict`` /
   ``*_on_batch`` and translates two kinds of failure into a FrcnnError with one line:
   a failed graph check above, and a FrcnnError raised by the host-side image reader of
@@ -187,6 +191,31 @@ def _graph_message(text):
     elif len(parts) > 1:
         message += " " + " and ".join(f"({', '.join(p.split())})" for p in parts[1:])
     return message
+
+
+def checked_before_the_step(args, kwargs, num_classes):
+    """``(args, kwargs)`` of ``fit`` / ``evaluate`` / ``*_on_batch`` with the training data
+    checked before it reaches a step compiled with XLA (see the module docstring).
+
+    A ``tf.data.Dataset`` of ``(images, targets[, sample_weight])`` gets a ``map`` running
+    :func:`check_inputs`; in-memory ``x`` and ``y`` are checked at once.  Anything else (a
+    generator, a ``PyDataset``) is passed unchanged and is not value-checked under XLA.
+    """
+    args = list(args)
+    x = args[0] if args else kwargs.get("x")
+    y = args[1] if len(args) > 1 else kwargs.get("y")
+    if isinstance(x, tf.data.Dataset):
+        def check(images, targets, *rest):
+            images, boxes, labels = check_inputs(images, targets, num_classes)
+            return (images, {**targets, "boxes": boxes, "labels": labels}, *rest)
+        x = x.map(check)
+        if args:
+            args[0] = x
+        else:
+            kwargs["x"] = x
+    elif x is not None and isinstance(y, dict):
+        check_inputs(tf.convert_to_tensor(x, tf.float32), y, num_classes)
+    return tuple(args), kwargs
 
 
 def call_translating_errors(function, *args, **kwargs):

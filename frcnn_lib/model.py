@@ -331,19 +331,30 @@ class FasterRCNN(keras.Model):
 
     # A failed input check or unreadable image file: one-line FrcnnError (input_checks.py).
     def fit(self, *args, **kwargs):
+        args, kwargs = self._checked_under_xla(args, kwargs)
         return input_checks.call_translating_errors(super().fit, *args, **kwargs)
 
     def evaluate(self, *args, **kwargs):
+        args, kwargs = self._checked_under_xla(args, kwargs)
         return input_checks.call_translating_errors(super().evaluate, *args, **kwargs)
 
     def predict(self, *args, **kwargs):
         return input_checks.call_translating_errors(super().predict, *args, **kwargs)
 
     def train_on_batch(self, *args, **kwargs):
+        args, kwargs = self._checked_under_xla(args, kwargs)
         return input_checks.call_translating_errors(super().train_on_batch, *args, **kwargs)
 
     def test_on_batch(self, *args, **kwargs):
+        args, kwargs = self._checked_under_xla(args, kwargs)
         return input_checks.call_translating_errors(super().test_on_batch, *args, **kwargs)
+
+    def _checked_under_xla(self, args, kwargs):
+        """XLA drops the step's value checks: then check the data before the step."""
+        if not (getattr(self, "compiled", False) and self.jit_compile):
+            return args, kwargs
+        return input_checks.call_translating_errors(
+            input_checks.checked_before_the_step, args, kwargs, self.num_classes)
 
     def predict_on_batch(self, *args, **kwargs):
         return input_checks.call_translating_errors(super().predict_on_batch, *args, **kwargs)

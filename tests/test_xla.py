@@ -116,3 +116,26 @@ def test_no_empty_or_too_small_box_on_a_padded_canvas(jit):
     assert len(kept) > 0
     assert (kept[:, 2] - kept[:, 0]).min() >= 4.0 and (kept[:, 3] - kept[:, 1]).min() >= 4.0
     assert kept[:, 2].max() <= 213 and kept[:, 3].max() <= 64
+
+
+def test_bad_training_input_is_still_rejected_under_xla():
+    """XLA compiles ``tf.debugging.Assert`` out of the step; the checks then run on the data
+    before the step: a dataset's map, or eagerly for arrays.  Nothing is trained on it."""
+    from frcnn_lib.errors import FrcnnError
+
+    images, targets = make_batch()
+    bad = {k: v.copy() for k, v in targets.items()}
+    bad["boxes"][1, 0] = [np.nan, 0, 10, 10]
+    model = tiny_model()
+    model.compile(optimizer="adam", jit_compile=True)
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(FrcnnError, match="finite"):
+        model.train_on_batch(images, bad)
+    data = tf.data.Dataset.from_tensor_slices((images, bad)).batch(3)
+    with pytest.raises(FrcnnError, match="finite.*image 1, box 0"):
+        model.fit(data, epochs=1, verbose=0)
+    bad["boxes"][1, 0] = [20, 0, 10, 10]
+    with pytest.raises(FrcnnError, match="x2 >= x1"):
+        model.evaluate(tf.data.Dataset.from_tensor_slices((images, bad)).batch(3), verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert int(model.optimizer.iterations) == 0
