@@ -388,7 +388,11 @@ class FasterRCNN(keras.Model):
 
     def export(self, filepath, format="tf_saved_model", verbose=True, **kwargs):
         """Write a SavedModel whose ``serve`` endpoint maps float images ``(B, H, W, 3)`` to the
-        padded detections of :meth:`call`."""
+        padded detections of :meth:`call`; ``format="tflite"`` writes a float32 TFLite file
+        with the same signature (``frcnn_lib.export_tflite``)."""
+        if format == "tflite":
+            from frcnn_lib.export_tflite import export_tflite
+            return export_tflite(self, filepath)
         if format != "tf_saved_model":
             return super().export(filepath, format=format, verbose=verbose, **kwargs)
         archive = keras.export.ExportArchive()

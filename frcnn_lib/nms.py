@@ -157,7 +157,7 @@ def padded_nms(boxes, scores, iou_threshold, max_output_size, score_threshold=fl
     top_key, top_position = tf.math.top_k(rank_key, k=k)
     indices = tf.where(top_key > 0, tf.gather(order, top_position, batch_dims=1), -1)
     indices = tf.pad(indices, [[0, 0], [0, max_output_size - k]], constant_values=-1)
-    indices = tf.ensure_shape(indices, [None, max_output_size])
+    indices = tf.reshape(indices, [-1, max_output_size])  # static D (not ensure_shape: no TFLite op)
     num_valid = tf.minimum(tf.reduce_sum(tf.cast(kept, tf.int32), axis=1), max_output_size)
     return indices, num_valid
 
