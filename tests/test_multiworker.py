@@ -85,7 +85,7 @@ def test_two_workers_on_localhost_train_shard_checkpoint_and_resume(tmp_path):
     assert chief["run_out"] == str(out) and chief["run_out_exists_after"]
     assert worker["run_out"] != str(out) and not worker["run_out_exists_after"]
     assert sorted(os.listdir(out / "checkpoints")) == ["last.keras", "state.json"]
-    assert json.loads((out / "checkpoints" / "state.json").read_text()) == {"epoch": 1, "step": 2}
+    assert json.loads((out / "checkpoints" / "state.json").read_text()) == {"epoch": 1, "step": 2, "epoch_step": 0}
     assert (out / "model.keras").is_file()
 
     # A resumed run starts from the chief's checkpoint on both workers and continues.
@@ -95,7 +95,7 @@ def test_two_workers_on_localhost_train_shard_checkpoint_and_resume(tmp_path):
         assert r["start_digest"] == chief["end_digest"], "resumed from other weights"
         assert r["iterations_start"] == 2 and r["iterations_end"] == 4, r
     assert chief2["end_digest"] == worker2["end_digest"] != chief["end_digest"]
-    assert json.loads((out / "checkpoints" / "state.json").read_text()) == {"epoch": 2, "step": 4}
+    assert json.loads((out / "checkpoints" / "state.json").read_text()) == {"epoch": 2, "step": 4, "epoch_step": 0}
     assert len((out / "history.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
     assert not worker2["run_out_exists_after"]
 
@@ -134,6 +134,6 @@ def test_strategy_mirrored_trains_through_the_command_line(tmp_path, capsys):
     argv += [f"--set={k}={json.dumps(v)}" for k, v in tiny.items()]
     assert cli.main(argv) == 0, capsys.readouterr().err[-2000:]
     state = json.loads((out / "checkpoints" / "state.json").read_text())
-    assert state == {"epoch": 1, "step": 2}
+    assert state == {"epoch": 1, "step": 2, "epoch_step": 0}
     model = keras.models.load_model(out / "model.keras")
     assert int(model.optimizer.iterations.numpy()) == 2

@@ -398,13 +398,14 @@ def test_model_failure_is_a_500_and_the_server_goes_on(model, images):
 
 
 def test_class_names_and_category_ids_come_from_the_model(model, images):
+    saved = model.class_names, model.category_ids
     model.class_names, model.category_ids = ["red", "green"], [17, 42]
     try:
         with TestClient(create_app(model, warm=False)) as client:
             answer = _post(client, "base.png", encode(images["base.png"])).json()
             health = client.get("/healthz").json()
     finally:
-        del model.class_names, model.category_ids
+        model.class_names, model.category_ids = saved
     table = {1: ("red", 17), 2: ("green", 42)}
     assert answer["labels"]
     for label, name, cid in zip(answer["labels"], answer["class_names"], answer["category_ids"]):

@@ -52,7 +52,8 @@ _VARIANTS = [
 ]
 
 
-TOLERANCE = 1e-4  # relative difference of the updates; two library steps agree to ~1e-6
+TOLERANCE = 1e-3  # relative difference of the updates: two library steps agree to 1e-6..1e-4
+# (oneDNN's threaded sums); the nearest typical mistake (no weight decay) is 4e-3 away
 
 
 def _max_difference(a, b):
