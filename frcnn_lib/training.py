@@ -114,7 +114,7 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
     phases = resume_phases(resume_state, epochs, steps)
     if strategy is not None:
         from frcnn_lib import distribute
-        if any(skip for *_, skip in phases):
+        if resume_state and int(resume_state.get("epoch_step", 0)):
             raise FrcnnError("--resume within an epoch with --strategy: not supported (each "
                              "worker reads its own shard); resume from a checkpoint at an epoch end")
         distribute.prepare_fit(model, strategy)
@@ -141,8 +141,9 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
             seed = int(model.settings["seed"])
             if strategy is None:
                 dataset = training_dataset(train_data, model, batch_size, seed=seed, skip_batches=skip)
-            else:
-                dataset = distribute.training_input(strategy, train_data, model, batch_size, seed)
+            else:  # from an epoch end: a fresh stream, seeded by the epoch
+                dataset = distribute.training_input(strategy, train_data, model, batch_size,
+                                                    seed + first)
             part = model.fit(dataset, epochs=last, initial_epoch=first, steps_per_epoch=phase_steps,
                              callbacks=callbacks,
                              verbose=progress.fit_verbosity(verbose),  # no escape codes in pipes
