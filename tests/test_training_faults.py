@@ -28,13 +28,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "frcnn_lib"
 
 # The killed run: 48 images in batches of 4 = 12 steps an epoch (about 1-3 s on 2 cores),
 # checkpoints also every 5 steps (5, 10, [12], 15, 20, [24], ...).
-KILL_IMAGES, KILL_BATCH, KILL_EPOCHS, KILL_EVERY = 48, 4, 8, 5
+KILL_IMAGES, KILL_BATCH, KILL_EPOCHS, KILL_EVERY = 48, 4, 3, 5
 KILL_STEPS = KILL_IMAGES // KILL_BATCH
 KILL_EXTRA = ("--checkpoint-every-steps", str(KILL_EVERY))
-# Resumed and uninterrupted final weights agree to this: float round-off of threaded CPU
-# kernels (measured 2026-12-01, 2-core CPU: max |difference| 5.4e-4 over all weights); the
-# same resume reading the stream from its start instead (wrong data order) gave 2.1e-2.
-WEIGHT_TOLERANCE = 2e-3
+# Resumed and uninterrupted final weights agree to this.  Training amplifies the float round-off
+# of threaded CPU kernels (and an untrained RPN's near-tied scores let it pick other RoIs), so
+# two runs drift apart: measured 2026-12-01 on the 2-core CPU, max |difference| over all
+# weights 5.4e-4 to 2.8e-2 after 8 epochs and up to 1.8e-2 after 3.  This bound therefore only
+# catches a gross failure (weights not restored, a restart from initialisation); the data order
+# of a resumed run is checked exactly by tests/test_resume_order.py, and the step count and
+# optimizer state exactly here.
+WEIGHT_TOLERANCE = 5e-2
 
 
 def call(argv):
