@@ -188,7 +188,8 @@ class FasterRCNN(keras.Model):
         shape = tf.shape(images)
         rows = tf.range(shape[1])[None, :, None] < image_sizes[:, 0:1, None]     # (B, H, 1)
         cols = tf.range(shape[2])[None, None, :] < image_sizes[:, 1:2, None]     # (B, 1, W)
-        neutral = tf.constant(NEUTRAL_RGB[self.settings["backbone"]], images.dtype)
+        # A custom trunk (frcnn_lib.custom_backbone) preprocesses itself: its padding stays 0.
+        neutral = tf.constant(NEUTRAL_RGB.get(self.settings["backbone"], (0.0, 0.0, 0.0)), images.dtype)
         return tf.where((rows & cols)[..., None], images, neutral)
 
     def _pool(self, features, rois, portable):
