@@ -18,7 +18,8 @@ PRESETS = {
         "data": "shapes",
         "model": dict(
             backbone="small", anchor_scales=(16, 32, 64, 96), anchor_ratios=(0.5, 1.0, 2.0),
-            rpn_channels=128, rpn_pre_nms_top_n_train=1000, rpn_post_nms_top_n_train=300,
+            # rpn_min_size 0: objects from 6 px; empty proposals are still dropped.
+            rpn_channels=128, rpn_min_size=0.0, rpn_pre_nms_top_n_train=1000, rpn_post_nms_top_n_train=300,
             rpn_pre_nms_top_n_test=1000, rpn_post_nms_top_n_test=100, rpn_allowed_border=16.0,
             roi_batch_size=64, roi_head_units=256, roi_head_dropout=0.0,
             roi_background_iou_low=0.0, weight_decay=1e-4,
