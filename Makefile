@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(call require_python,$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)),$(PINNED_PYTHONS),the pinned set (constraints.txt),set PYTHON=python3.X (for Python 3.10 see README: Supported versions))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test,notebooks,serve]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test,notebooks,serve,onnx]"
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)

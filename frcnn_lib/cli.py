@@ -130,9 +130,11 @@ def _parser():
                        description="Write a TensorFlow SavedModel whose 'serve' signature maps float "
                        "images (B, H, W, 3) in 0..255 to padded detections.")
     x.add_argument("--model", required=True, help="a .keras file written by 'frcnn train'")
-    x.add_argument("--out", required=True, help="SavedModel folder to write (a .tflite file with --format tflite)")
-    x.add_argument("--format", choices=("saved_model", "tflite"), default="saved_model",
-                   help="saved_model (default) or tflite: a float32 TFLite file, builtin ops only")
+    x.add_argument("--out", required=True,
+                   help="SavedModel folder to write (a .tflite / .onnx file with --format tflite / onnx)")
+    x.add_argument("--format", choices=("saved_model", "tflite", "onnx"), default="saved_model",
+                   help="saved_model (default); tflite: a float32 TFLite file, builtin ops only; "
+                        "onnx: an ONNX file (opset 17) through tf2onnx (the onnx extra)")
 
     a = sub.add_parser("anchors", help="anchor scales, ratios and image size that fit a dataset's boxes",
                        description="Report the box size and aspect distributions after the "
@@ -459,6 +461,8 @@ def cmd_export(args):
     _existing_file(args.model, "--model")
     if args.format == "tflite":
         return _export_tflite(args)
+    if args.format == "onnx":
+        return _export_onnx(args)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise FrcnnError(f"--out {args.out}: is a file; expected a new folder")
     if os.path.isdir(args.out) and os.listdir(args.out):
@@ -486,6 +490,18 @@ def _export_tflite(args):
     size = model.export(args.out, format="tflite")
     print(f"TFLite model written to {args.out} ({size / 1e6:.1f} MB; signature 'serve': images "
           f"(1, H, W, 3) float32 -> boxes, scores, labels, num_detections)")
+
+
+def _export_onnx(args):
+    from frcnn_lib import checkpoints
+
+    _writable_file(args.out)
+    model = checkpoints.load_model(args.model, compile=False)
+    if not args.quiet:
+        print(f"exporting {args.model} to ONNX (tracing, then tf2onnx) ...", flush=True)
+    size = model.export(args.out, format="onnx")
+    print(f"ONNX model written to {args.out} ({size / 1e6:.1f} MB; input 'images' (B, H, W, 3) float32 -> "
+          f"boxes, scores, labels, num_detections)")
 
 
 def cmd_anchors(args):

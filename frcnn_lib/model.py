@@ -390,10 +390,14 @@ class FasterRCNN(keras.Model):
     def export(self, filepath, format="tf_saved_model", verbose=True, **kwargs):
         """Write a SavedModel whose ``serve`` endpoint maps float images ``(B, H, W, 3)`` to the
         padded detections of :meth:`call`; ``format="tflite"`` writes a float32 TFLite file
-        with the same signature (``frcnn_lib.export_tflite``)."""
+        with the same signature (``frcnn_lib.export_tflite``), ``format="onnx"`` an ONNX file
+        through tf2onnx (``frcnn_lib.export_onnx``; ``opset=`` in kwargs)."""
         if format == "tflite":
             from frcnn_lib.export_tflite import export_tflite
             return export_tflite(self, filepath)
+        if format == "onnx":
+            from frcnn_lib.export_onnx import export_onnx
+            return export_onnx(self, filepath, **kwargs)
         if format != "tf_saved_model":
             return super().export(filepath, format=format, verbose=verbose, **kwargs)
         archive = keras.export.ExportArchive()
