@@ -15,7 +15,7 @@ import tensorflow as tf
 from frcnn_lib import FasterRCNN, FrcnnError
 from frcnn_lib.backbones import build_backbone
 from frcnn_lib.model import DEFAULTS, LOSS_NAMES
-from helpers.synthetic import (HEIGHT, WIDTH, check_padded_detections, match_ground_truth,
+from helpers.synthetic import (HEIGHT, WIDTH, check_padded_detections, make_batch, match_ground_truth,
                                shared_overfit, tiny_model)
 
 LOG_NAMES = {"loss", *LOSS_NAMES}
@@ -256,3 +256,17 @@ def test_export_serves_the_same_detections(overfit, tmp_path):
     # 96, where one ulp is 7.6e-6, so 1e-4 (13 ulps; measured: up to 1.1e-5).
     np.testing.assert_allclose(served["scores"].numpy(), expected["scores"], atol=1e-5, rtol=0)
     np.testing.assert_allclose(served["boxes"].numpy(), expected["boxes"], atol=1e-4, rtol=0)
+
+
+def test_export_serves_images_without_detections(tmp_path):
+    """An exported model answers an image with no detection with zeros and padding, not an
+    error (torchvision#2380): here every image of the batch, by a score threshold of 0.999."""
+    keras.utils.set_random_seed(0)
+    model = tiny_model(detections_score_threshold=0.999)
+    images, _ = make_batch()
+    model.export(str(tmp_path / "saved"), verbose=False)
+    loaded = tf.saved_model.load(str(tmp_path / "saved"))
+    served = {k: v.numpy() for k, v in loaded.serve(tf.constant(images)).items()}
+    np.testing.assert_array_equal(served["num_detections"], np.zeros(len(images)))
+    assert (served["labels"] == -1).all() and (served["scores"] == 0).all()
+    assert served["boxes"].shape == (len(images), model.settings["detections_max"], 4)
