@@ -459,10 +459,8 @@ def cmd_export(args):
     from frcnn_lib.errors import FrcnnError
 
     _existing_file(args.model, "--model")
-    if args.format == "tflite":
-        return _export_tflite(args)
-    if args.format == "onnx":
-        return _export_onnx(args)
+    if args.format in _FILE_EXPORTS:
+        return _export_file(args)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise FrcnnError(f"--out {args.out}: is a file; expected a new folder")
     if os.path.isdir(args.out) and os.listdir(args.out):
@@ -480,27 +478,24 @@ def cmd_export(args):
           f"boxes, scores, labels, num_detections)")
 
 
-def _export_tflite(args):
+# --format -> (name, what the converter does, the file's input)
+_FILE_EXPORTS = {
+    "tflite": ("TFLite", "tracing and converting", "signature 'serve': images (1, H, W, 3)"),
+    "onnx": ("ONNX", "tracing, then tf2onnx", "input 'images' (B, H, W, 3)"),
+}
+
+
+def _export_file(args):
+    """--format tflite / onnx: one file, written when complete."""
     from frcnn_lib import checkpoints
 
+    name, stages, inputs = _FILE_EXPORTS[args.format]
     _writable_file(args.out)
     model = checkpoints.load_model(args.model, compile=False)
     if not args.quiet:
-        print(f"exporting {args.model} to TFLite (tracing and converting) ...", flush=True)
-    size = model.export(args.out, format="tflite")
-    print(f"TFLite model written to {args.out} ({size / 1e6:.1f} MB; signature 'serve': images "
-          f"(1, H, W, 3) float32 -> boxes, scores, labels, num_detections)")
-
-
-def _export_onnx(args):
-    from frcnn_lib import checkpoints
-
-    _writable_file(args.out)
-    model = checkpoints.load_model(args.model, compile=False)
-    if not args.quiet:
-        print(f"exporting {args.model} to ONNX (tracing, then tf2onnx) ...", flush=True)
-    size = model.export(args.out, format="onnx")
-    print(f"ONNX model written to {args.out} ({size / 1e6:.1f} MB; input 'images' (B, H, W, 3) float32 -> "
+        print(f"exporting {args.model} to {name} ({stages}) ...", flush=True)
+    size = model.export(args.out, format=args.format)
+    print(f"{name} model written to {args.out} ({size / 1e6:.1f} MB; {inputs} float32 -> "
           f"boxes, scores, labels, num_detections)")
 
 

@@ -128,7 +128,9 @@ def run_notebook(path: Path, timeout: int | None = None) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("prefixes", nargs="*", help="run only notebooks whose file names start with these")
-    parser.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: none)")
+    # A finite timeout, always: with none, nbclient's reply poll can hit an `assert timeout is not None`
+    # (an AssertionError with no message) when the kernel is quiet for a while, e.g. behind a widget.
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell (default: 3600)")
     args = parser.parse_args(argv)
     times = []
     for path in course_notebooks(args.prefixes):
