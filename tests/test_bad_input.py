@@ -21,7 +21,6 @@ zero size; it passes NaN boxes and wrong labels through, and the model stops the
 """
 import traceback
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -29,7 +28,7 @@ import tensorflow as tf
 from frcnn_lib.datasets.pipeline import make_dataset
 from frcnn_lib.datasets.records import DetectionData, ImageRecord
 from frcnn_lib.errors import FrcnnError
-from helpers.synthetic import HEIGHT, WIDTH, make_batch, tiny_model
+from helpers.synthetic import HEIGHT, WIDTH, after_one_step, make_batch, reset_to
 
 NUM_CLASSES = 2
 
@@ -45,22 +44,13 @@ def _seed():
 @pytest.fixture(scope="module")
 def trained():
     """A tiny detector after one training step (the step traced once for the module)."""
-    keras.utils.set_random_seed(0)
-    model = tiny_model(NUM_CLASSES, detections_score_threshold=0.0)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    images, targets = make_batch()
-    model.train_on_batch(images, targets)
-    return model, model.get_weights(), [v.numpy() for v in model.optimizer.variables]
+    return after_one_step(NUM_CLASSES)
 
 
 @pytest.fixture()
 def model(trained):
     """The module's model, weights and optimizer state reset before each test."""
-    model, weights, optimizer_state = trained
-    model.set_weights(weights)
-    for variable, value in zip(model.optimizer.variables, optimizer_state):
-        variable.assign(value)
-    return model
+    return reset_to(trained)
 
 
 def targets_with(box=None, label=None, at=(0, 0)):

@@ -8,7 +8,6 @@ import gc
 import json
 import traceback
 
-import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -18,7 +17,7 @@ from frcnn_lib.datasets import coco
 from frcnn_lib.datasets.pipeline import make_dataset
 from frcnn_lib.errors import FrcnnError
 from helpers.reliability import TINY_SET, error_lines, finish, start_frcnn
-from helpers.synthetic import make_batch, tiny_model
+from helpers.synthetic import after_one_step, make_batch, reset_to
 
 NUM_CLASSES = 2
 HANG_RUNS = 3
@@ -72,21 +71,14 @@ def _start_subprocesses_first(request):
 
 @pytest.fixture(scope="module")
 def trained():
-    keras.utils.set_random_seed(0)
-    model = tiny_model(NUM_CLASSES, detections_score_threshold=0.0)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    images, targets = make_batch()
-    model.train_on_batch(images, targets)
-    return model, model.get_weights(), [v.numpy() for v in model.optimizer.variables]
+    """A tiny detector after one training step (the step traced once for the module)."""
+    return after_one_step(NUM_CLASSES)
 
 
 @pytest.fixture()
 def model(trained):
-    model, weights, optimizer_state = trained
-    model.set_weights(weights)
-    for variable, value in zip(model.optimizer.variables, optimizer_state):
-        variable.assign(value)
-    return model
+    """The module's model, weights and optimizer state reset before each test."""
+    return reset_to(trained)
 
 
 def assert_rejected(model, call, *words):

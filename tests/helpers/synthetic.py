@@ -163,3 +163,25 @@ def check_padded_detections(out, batch, height, width, num_classes, max_detectio
         assert np.all((0 <= x1) & (x1 <= x2) & (x2 <= width)), (b, boxes[:n])
         assert np.all((0 <= y1) & (y1 <= y2) & (y2 <= height)), (b, boxes[:n])
     return counts
+
+
+def after_one_step(num_classes=2):
+    """A tiny detector after one training step on ``make_batch()``: ``(model, weights,
+    optimizer_state)``, for a module-scoped fixture (the step is traced once per module)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = tiny_model(num_classes, detections_score_threshold=0.0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    images, targets = make_batch()
+    model.train_on_batch(images, targets)
+    return model, model.get_weights(), [v.numpy() for v in model.optimizer.variables]
+
+
+def reset_to(trained):
+    """The model of :func:`after_one_step`, its weights and optimizer state put back."""
+    model, weights, optimizer_state = trained
+    model.set_weights(weights)
+    for variable, value in zip(model.optimizer.variables, optimizer_state):
+        variable.assign(value)
+    return model
