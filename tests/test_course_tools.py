@@ -40,6 +40,7 @@ def test_machine_paths_are_replaced_and_progress_collapsed():
     text = (f"model written to {tmp}/frcnn_project_t7y89186/run_cli/model.keras\n"
             f"cache {Path.home()}/.keras/models/vgg16.h5\n"
             f"repo {ROOT}/runs/course/model.keras\n"
+            "tensorboard/train/events.out.tfevents.1796167441.vm-7.6653.0.v2 7,106 bytes\n"
             "step 1/3\rstep 2/3\rstep 3/3\n")
     nb = _notebook([nbformat.v4.new_output("stream", name="stdout", text=text),
                     nbformat.v4.new_output("execute_result", data={"text/plain": f"PosixPath('{ROOT}/x')"},
@@ -49,6 +50,7 @@ def test_machine_paths_are_replaced_and_progress_collapsed():
     assert stream.text == ("model written to <tmp>/frcnn_project_/run_cli/model.keras\n"
                            "cache ~/.keras/models/vgg16.h5\n"
                            "repo <repo>/runs/course/model.keras\n"
+                           "tensorboard/train/events.out.tfevents.<time>.<host>.<pid>.v2 7,106 bytes\n"
                            "step 3/3\n")
     assert result.data["text/plain"] == "PosixPath('<repo>/x')"
 
