@@ -102,3 +102,27 @@ def test_tf_function_matches_eager():
 
     for eager, graph in zip(fn(labels), tf.function(fn)(labels)):
         np.testing.assert_array_equal(eager.numpy(), graph.numpy())
+
+
+def _reference_sample(labels, num_samples, fraction, keys):
+    """numpy: per image, the members with the smallest keys (ties: lower index) win."""
+    out = np.full_like(labels, -1)
+    max_pos = round(num_samples * fraction)
+    for b, (row, key) in enumerate(zip(labels, keys)):
+        pos = [i for i in sorted(range(len(row)), key=lambda i: (key[i], i)) if row[i] == 1][:max_pos]
+        neg = [i for i in sorted(range(len(row)), key=lambda i: (key[i], i)) if row[i] == 0]
+        neg = neg[:num_samples - len(pos)]
+        out[b, pos], out[b, neg] = 1, 0
+    return out
+
+
+@pytest.mark.parametrize("n,num_samples,fraction", [(40, 8, 0.5), (300, 64, 0.25), (5000, 256, 0.5),
+                                                    (30, 64, 0.25), (12, 4, 0.0)])
+def test_the_draw_takes_the_smallest_keys_as_a_sort_would(n, num_samples, fraction):
+    """The members with the smallest stateless-uniform keys, as a full sort would take them
+    (float32 keys tie often at n = 5000: ties go to the lower index)."""
+    rng = np.random.default_rng(n)
+    labels = rng.choice([-1, 0, 1], size=(3, n), p=[0.2, 0.6, 0.2]).astype(np.int32)
+    keys = tf.random.stateless_uniform(labels.shape, seed=SEED).numpy()
+    np.testing.assert_array_equal(sample_balanced(labels, num_samples, fraction, SEED).numpy(),
+                                  _reference_sample(labels, num_samples, fraction, keys))
