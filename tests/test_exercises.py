@@ -476,8 +476,8 @@ def tiny_model_and_batch():
     from frcnn_lib import FasterRCNN
     from frcnn_lib.datasets import make_dataset, shapes
     from frcnn_lib.presets import get_preset
-    data = shapes.load("train", num_images=2, image_size=(96, 96))
-    settings = dict(get_preset("shapes_cpu")["model"], image_min_side=96, image_max_side=96)
+    data = shapes.load("train", num_images=2, image_size=(64, 64))
+    settings = dict(get_preset("shapes_cpu")["model"], image_min_side=64, image_max_side=64)
     model = FasterRCNN(data.num_classes, **settings)
     model.build()
     images, targets = next(iter(make_dataset(data, batch_size=2, training=False)))
