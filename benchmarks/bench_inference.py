@@ -16,9 +16,9 @@ Timed, in one process, round-robin after a warm-up, median of ``--repeats`` runs
   300x4096 @ 4096x4096 for vgg16), one ``tf.function``;
 * ``detect``: ``model.detect(image)`` on the same image as a ``uint8 (h, w, 3)`` numpy
   array: the call users make (convert, resize to ``image_min_side``/``image_max_side``,
-  pad onto the fixed canvas, the compiled graph, boxes back to the image), detections
-  returned as numpy; for vgg16 a 600x800 image stays 600x800 and is padded to the
-  landscape canvas 608x1024 (the padded share of the pixels is printed);
+  pad onto its canvas, the compiled graph, boxes back to the image), detections
+  returned as numpy; for vgg16 a 600x800 image stays 600x800 and is padded to its canvas
+  608x800 (``pipeline.canvas_for``: sides rounded up to 32; the padded share is printed);
 * ``backbone``: the model's backbone (preprocessing + trunk) alone;
 * for ``small`` also ``model.predict_on_batch`` (Keras' predict function, with its
   per-call overhead).
@@ -83,11 +83,11 @@ def run_config(name, cfg, repeats, throughput_repeats, ratios_only=False):
           f"batch 1, median of {len(times['floor'])} interleaved runs (model built in {build_s:.1f} s)")
     print(C.table(rows, ["what", "median ms", "min-max ms", "/ floor", "CPU time / floor", "first call s"]),
           flush=True)
-    from frcnn_lib.datasets.pipeline import canvas_size, resize_image
+    from frcnn_lib.datasets.pipeline import canvas_for, resize_image
     s = model.settings
     h, w = cfg["size"]
     resized = resize_image(image_u8, s["image_min_side"], s["image_max_side"])[0].shape[:2]
-    canvas = canvas_size(s["image_min_side"], s["image_max_side"], portrait=h > w)
+    canvas = canvas_for(resized[0], resized[1], s["image_min_side"], s["image_max_side"])
     padded = 1 - resized[0] * resized[1] / (canvas[0] * canvas[1])
     print(f"detect: {h}x{w} -> resized {resized[0]}x{resized[1]} on canvas {canvas[0]}x{canvas[1]} "
           f"({100 * padded:.1f} % of the canvas is padding; canvas / image pixels "

@@ -38,8 +38,9 @@ def stage_functions(model, images):
     features = model.backbone(images, training=False)
     logits, deltas = model.rpn_head(features)
     anchors = model._anchors(features)
-    proposals, _, valid = model._proposals(logits, deltas, anchors, image_sizes, False)
-    pooled = model._pool(features, proposals)
+    # portable=False: the ops the model runs on a CPU without XLA (crop_and_resize, tf.image NMS).
+    proposals, _, valid = model._proposals(logits, deltas, anchors, image_sizes, False, False)
+    pooled = model._pool(features, proposals, False)
     hidden = model.roi_head(pooled, training=False)
     cls_logits, box_deltas = model.predictor(hidden)
     k = model.num_classes + 1
@@ -51,18 +52,21 @@ def stage_functions(model, images):
         return model.backbone(x, training=False)
 
     def proposals_fn(lg, d, a, sz):
-        return model._proposals(lg, d, a, sz, False)
+        return model._proposals(lg, d, a, sz, False, False)
+
+    def pool(f, p):
+        return model._pool(f, p, False)
 
     def roi_head(p):
         return model.roi_head(p, training=False)
 
     def postprocess(c, b, p, v, sz):
         return rcnn.postprocess(c, b, p, v, sz, s["roi_box_weights"], s["detections_score_threshold"],
-                                s["detections_nms_iou"], s["detections_max"])
+                                s["detections_nms_iou"], s["detections_max"], nms_method="tf_image")
 
     def postprocess_all(c, b, p, v, sz):
         return rcnn.postprocess(c, b, p, v, sz, s["roi_box_weights"], 0.0, s["detections_nms_iou"],
-                                s["detections_max"])
+                                s["detections_max"], nms_method="tf_image")
 
     head_inputs = (cls_logits, box_deltas, proposals, valid, image_sizes)
     compiled = {
@@ -70,7 +74,7 @@ def stage_functions(model, images):
         "rpn_head": (tf.function(model.rpn_head.call, autograph=False), (features,)),
         "anchors": (tf.function(model._anchors, autograph=False), (features,)),
         "proposals": (tf.function(proposals_fn, autograph=False), (logits, deltas, anchors, image_sizes)),
-        "roi_pool": (tf.function(model._pool, autograph=False), (features, proposals)),
+        "roi_pool": (tf.function(pool, autograph=False), (features, proposals)),
         "roi_head": (tf.function(roi_head, autograph=False), (pooled,)),
         "predictor": (tf.function(model.predictor.call, autograph=False), (hidden,)),
         "postprocess": (tf.function(postprocess, autograph=False), head_inputs),
