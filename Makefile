@@ -40,7 +40,7 @@ demo: $(STAMP)
 test: unit notebooks
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests -q -n 2 --durations=10
+	$(BIN)/python -m pytest tests -q -n 2 --dist worksteal --durations=10
 
 notebooks: $(STAMP)
 	FRCNN_FAST=1 $(BIN)/python -m pytest --nbval-lax notebooks -q -p no:randomly
