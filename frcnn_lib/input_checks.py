@@ -154,7 +154,9 @@ def _check_each(ok, what, values):
     where = tf.stack([first // tf.maximum(num_boxes, 1), first % tf.maximum(num_boxes, 1)])
     rows = tf.reshape(values, tf.concat([[-1], tf.shape(values)[2:]], axis=0))
     rows = tf.concat([rows, tf.zeros(tf.concat([[1], tf.shape(rows)[1:]], axis=0), rows.dtype)], axis=0)
-    return tf.debugging.Assert(tf.reduce_all(ok), [INPUT_CHECK + what, where, rows[first]],
+    # tf.gather, not rows[first]: a strided slice needs its bounds at compile time under XLA,
+    # which then compiled the step anew for every batch of different boxes or labels.
+    return tf.debugging.Assert(tf.reduce_all(ok), [INPUT_CHECK + what, where, tf.gather(rows, first)],
                                summarize=8)
 
 

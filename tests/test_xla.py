@@ -139,3 +139,26 @@ def test_bad_training_input_is_still_rejected_under_xla():
         model.evaluate(tf.data.Dataset.from_tensor_slices((images, bad)).batch(3), verbose=0)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     assert int(model.optimizer.iterations) == 0
+
+
+def test_the_step_compiles_once_for_all_boxes_and_labels():
+    """Under XLA an op that needs a compile-time constant (a strided slice's bounds, a top_k's
+    k) turns the tensors it depends on into part of the compilation key: the input checks'
+    ``rows[first]`` made every batch with other boxes or labels compile the step anew (10 s a
+    step for shapes_cpu on a CPU, every step on a GPU).  Two batches with different boxes and
+    labels must give the same compiled program, constants included."""
+    images, targets = make_batch()
+    model = tiny_model()
+    s = model.settings
+
+    @tf.function(jit_compile=True)
+    def total_loss(x, boxes, labels):
+        parts = model.compute_losses(x, {"boxes": boxes, "labels": labels}, training=True, portable=True)
+        return tf.add_n([s[f"loss_{name}_weight"] * parts[name] for name in parts])
+
+    other_boxes = targets["boxes"] + np.float32(2.0) * (targets["labels"] >= 1)[..., None]
+    other_labels = np.where(targets["labels"] >= 1, 3 - targets["labels"], -1).astype(np.int32)
+    assert not np.array_equal(other_labels, targets["labels"])
+    hlo = [total_loss.experimental_get_compiler_ir(images, b, l)(stage="hlo")
+           for b, l in ((targets["boxes"], targets["labels"]), (other_boxes, other_labels))]
+    assert hlo[0] == hlo[1]
