@@ -109,9 +109,9 @@ def _reference_sample(labels, num_samples, fraction, keys):
     out = np.full_like(labels, -1)
     max_pos = round(num_samples * fraction)
     for b, (row, key) in enumerate(zip(labels, keys)):
-        pos = [i for i in sorted(range(len(row)), key=lambda i: (key[i], i)) if row[i] == 1][:max_pos]
-        neg = [i for i in sorted(range(len(row)), key=lambda i: (key[i], i)) if row[i] == 0]
-        neg = neg[:num_samples - len(pos)]
+        order = sorted(range(len(row)), key=lambda i: (key[i], i))
+        pos = [i for i in order if row[i] == 1][:max_pos]
+        neg = [i for i in order if row[i] == 0][:num_samples - len(pos)]
         out[b, pos], out[b, neg] = 1, 0
     return out
 
