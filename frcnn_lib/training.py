@@ -22,13 +22,15 @@ import numpy as np
 from frcnn_lib import checkpoints, progress
 from frcnn_lib.errors import FrcnnError
 from frcnn_lib.evaluation import MeanAveragePrecision, evaluate_voc
+from frcnn_lib.optimizers import FusedAdam, FusedSGD
 from frcnn_lib.schedules import LinearWarmup
 
 
 def make_optimizer(train, steps_per_epoch):
     """A Keras optimizer from the ``train`` settings of a preset (``adam`` or ``sgd``), with a
     ``cosine`` or ``step`` learning-rate schedule over the whole run, after a linear warmup
-    of ``warmup_steps`` from ``warmup_factor * learning_rate`` if given."""
+    of ``warmup_steps`` from ``warmup_factor * learning_rate`` if given.  Keras' update
+    rules, each variable's update one fused kernel (``frcnn_lib.optimizers``)."""
     lr = float(train["learning_rate"])
     total = max(1, int(train["epochs"]) * int(steps_per_epoch))
     if train.get("schedule") == "cosine":
@@ -43,10 +45,10 @@ def make_optimizer(train, steps_per_epoch):
         schedule = LinearWarmup(schedule, train["warmup_steps"], train.get("warmup_factor", 0.001))
     name = train.get("optimizer", "adam")
     if name == "adam":
-        return keras.optimizers.Adam(schedule, clipnorm=train.get("clipnorm", 10.0))
+        return FusedAdam(schedule, clipnorm=train.get("clipnorm", 10.0))
     if name == "sgd":
-        return keras.optimizers.SGD(schedule, momentum=float(train.get("momentum", 0.9)),
-                                    clipnorm=train.get("clipnorm", 10.0))
+        return FusedSGD(schedule, momentum=float(train.get("momentum", 0.9)),
+                        clipnorm=train.get("clipnorm", 10.0))
     raise FrcnnError(f"optimizer={name!r}: expected 'adam' or 'sgd'")
 
 

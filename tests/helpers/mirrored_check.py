@@ -39,6 +39,8 @@ import keras  # noqa: E402
 
 from synthetic import WIDTH, make_batch, tiny_model  # noqa: E402
 
+from frcnn_lib.optimizers import FusedSGD  # noqa: E402
+
 # Deterministic step: see the module docstring.
 EXACT = dict(rpn_batch_size=100_000, rpn_pre_nms_top_n_train=200, rpn_post_nms_top_n_train=32,
              rpn_nms_iou=1.0, roi_batch_size=128, roi_foreground_fraction=0.5,
@@ -94,13 +96,14 @@ def main():
         single.train_on_batch(images, targets)
     start = single.get_weights()
     # SGD with lr 1: the update is the gradient itself, so it is large next to the float32
-    # rounding of the weights it is added to.
-    single.compile(optimizer=keras.optimizers.SGD(1.0))
+    # rounding of the weights it is added to.  The library's fused momentum kernel (its first
+    # step is plain SGD's), so that the fused update is also checked under the strategy.
+    single.compile(optimizer=FusedSGD(1.0, momentum=0.9))
     single.set_weights(start)
 
     with strategy.scope():
         mirrored = tiny_model(**EXACT)
-        mirrored.compile(optimizer=keras.optimizers.SGD(1.0))
+        mirrored.compile(optimizer=FusedSGD(1.0, momentum=0.9))
         mirrored.build()
     mirrored.set_weights(start)
     counts = normalizers(single, images, targets)

@@ -15,13 +15,15 @@ import numpy as np  # noqa: E402
 
 from synthetic import make_batch, tiny_model  # noqa: E402
 
+from frcnn_lib.optimizers import FusedAdam  # noqa: E402
+
 
 def main():
     keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(0)
     images, targets = make_batch()
     model = tiny_model()
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.compile(optimizer=FusedAdam(1e-3))   # the library's (Keras wraps it in a LossScaleOptimizer)
     model.build()
     before = [w.copy() for w in model.get_weights()]
     features = model.backbone(images[:1])
