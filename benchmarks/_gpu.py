@@ -10,7 +10,7 @@ conv5_3 (stride 16), anchors 128/256/512 x ratios 0.5/1/2 on that one map, RPN 3
 512 channels, 12000 -> 2000 proposals (NMS 0.7) in training and 6000 -> 300 in inference,
 256 anchors (half positive at most) and 128 RoIs (a quarter foreground at most) sampled per
 image, RoI pooling 7x7, fc6/fc7 of 4096 with dropout 0.5, 20 classes + background, SGD
-momentum 0.9 with weight decay 5e-4; images 600x1000 padded to 608x1024.
+momentum 0.9 (the library's fused update, as ``frcnn train`` builds it) with weight decay 5e-4; images 600x1000 padded to 608x1024.
 """
 import datetime
 import json
@@ -101,6 +101,7 @@ def frcnn_rates(precision, xla, cfg):
     import numpy as np
 
     from frcnn_lib import FasterRCNN
+    from frcnn_lib.optimizers import FusedSGD
 
     keras.backend.clear_session()
     keras.mixed_precision.set_global_policy(precision)
@@ -109,7 +110,7 @@ def frcnn_rates(precision, xla, cfg):
         model = FasterRCNN(NUM_CLASSES, backbone="vgg16", image_min_side=cfg["size"][0],
                            image_max_side=cfg["size"][1], **cfg["frcnn"])
         model.build()  # weights exist before any step is traced (XLA cannot create them)
-        model.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9), jit_compile=xla)
+        model.compile(optimizer=FusedSGD(1e-3, momentum=0.9), jit_compile=xla)
         b, (h, w) = cfg["batch"], cfg["size"]
         rng = np.random.default_rng(0)
         images = rng.uniform(0, 255, (b, h, w, 3)).astype(np.float32)

@@ -3,7 +3,8 @@
 Two configurations, random weights, random images each holding 3 ground-truth boxes:
 
 * ``vgg16``: the paper's settings: 600x800, 12000/2000 proposals before/after NMS, 128
-  sampled RoIs, fc6/fc7 of 4096, 20 classes; ``SGD(momentum=0.9)``.
+  sampled RoIs, fc6/fc7 of 4096, 20 classes; the ``voc_vgg16`` optimizer (SGD, momentum
+  0.9, clipnorm 10, from ``training.make_optimizer``).
 * ``small``: the ``shapes_cpu`` preset (160x160, 1000/300 proposals, 64 RoIs, 256 units,
   5 classes) with its own optimizer (Adam, clipnorm 10, from ``training.make_optimizer``).
 
@@ -48,13 +49,10 @@ def training_configs(quick):
 def make_optimizer(name, cfg):
     """The same optimizer for the model and the floor (small learning rates keep random
     weights finite over the benchmark's few steps; the rate does not change the cost)."""
-    import keras
     from frcnn_lib.presets import get_preset
     from frcnn_lib.training import make_optimizer as preset_optimizer
-    if name == "small":
-        train = dict(get_preset("shapes_cpu")["train"], learning_rate=1e-4)
-        return preset_optimizer(train, 100)
-    return keras.optimizers.SGD(1e-4, momentum=0.9)
+    preset = "shapes_cpu" if name == "small" else "voc_vgg16"
+    return preset_optimizer(dict(get_preset(preset)["train"], learning_rate=1e-4), 100)
 
 
 def batch_data(batch, size, seed=0):
