@@ -13,7 +13,7 @@ first use (PEP 562 ``__getattr__``).
 """
 import sys
 
-__version__ = "0.1.0"
+__version__ = "0.1.1"
 
 from frcnn_lib.errors import FrcnnError  # noqa: F401,E402
 
