@@ -19,3 +19,14 @@ def test_profile_stages_quick_prints_every_stage():
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line.split("|")[1].strip() for line in done.stdout.splitlines() if line.startswith("| ")]
     assert set(STAGES) <= set(rows), rows
+
+
+def test_bench_optimizer_quick_prints_both_optimizers_and_the_ratio():
+    done = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "bench_optimizer.py"),
+                           "--configs", "small", "--quick"], cwd=BENCHMARKS, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [[c.strip() for c in line.split("|")[1:3]] for line in done.stdout.splitlines()
+            if line.startswith("| small")]
+    assert [r[1] for r in rows] == ["keras", "fused", "keras / fused"], rows
+    assert "small: keras / fused" in done.stdout
