@@ -13,6 +13,8 @@ import os
 import sys
 import time
 
+from frcnn_lib.precision import PRECISIONS, policy_scope, precision_of
+
 DATA_HELP = ("dataset spec: 'shapes', 'shapes:SPLIT' (train, val, test), "
              "'voc:VOCDEVKIT/VOC2007:SPLIT' or 'coco:ANNOTATIONS.json:IMAGE_DIR'")
 
@@ -97,6 +99,9 @@ def _parser():
                    "multiworker (the machines in the TF_CONFIG environment variable, each running "
                    "this command; worker 0 writes OUT, which all must see to --resume; "
                    "--batch-size is the global batch)")
+    t.add_argument("--precision", choices=PRECISIONS, help="float32 (default), mixed_float16 "
+                   "(NVIDIA GPUs) or mixed_bfloat16 (TPUs, recent GPUs, CPUs with AMX or "
+                   "AVX512-BF16); a resumed run keeps its checkpoint's")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     e = sub.add_parser("evaluate", help="mAP of a saved model on a dataset",
@@ -158,6 +163,8 @@ def _parser():
     d.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
     d.add_argument("--epochs", type=_positive(int), help="number of epochs (default: the preset's)")
     d.add_argument("--train-images", type=_positive(int), help="number of generated training images")
+    d.add_argument("--precision", choices=PRECISIONS, help="float32 (default), mixed_float16 or "
+                   "mixed_bfloat16 (see frcnn train --help)")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
 
     # serve: frcnn_lib/serve (the optional extra frcnn_lib[serve]); see docs/serve.md.
@@ -348,6 +355,10 @@ def _train_in_scope(args, preset, train, overrides, data, val, spec, out, run_ou
         if model.class_names is not None and list(model.class_names) != list(data.class_names):
             raise FrcnnError(f"--data {spec}: classes {data.class_names} differ from the "
                              f"checkpoint's {list(model.class_names)}")
+        if args.precision and args.precision != precision_of(model):
+            raise FrcnnError(f"--precision {args.precision}: the checkpoint in {checkpoint_folder} "
+                             f"was trained in {precision_of(model)}; a resumed run keeps its "
+                             f"precision (drop --precision or start a new --out)")
         into = f", {state['epoch_step']} steps into epoch {state['epoch'] + 1}" if state["epoch_step"] else ""
         print(f"resuming from epoch {state['epoch']} (step {state['step']}{into})")
     else:
@@ -356,7 +367,8 @@ def _train_in_scope(args, preset, train, overrides, data, val, spec, out, run_ou
         # be compared with an uninterrupted one).
         keras.utils.set_random_seed(int({**DEFAULTS, **preset["model"], **overrides}["seed"]))
         try:
-            model = FasterRCNN(data.num_classes, **data_classes(data), **{**preset["model"], **overrides})
+            with policy_scope(args.precision):
+                model = FasterRCNN(data.num_classes, **data_classes(data), **{**preset["model"], **overrides})
         except (ValueError, TypeError) as err:  # FrcnnError included
             raise FrcnnError(f"--set / --preset {args.preset}: the model rejected these "
                              f"settings: {err}") from None
@@ -524,7 +536,8 @@ def cmd_anchors(args):
 
 def cmd_demo(args):
     from frcnn_lib.report import run_demo
-    run_demo(args.out, epochs=args.epochs, train_images=args.train_images, verbose=0 if args.quiet else 1)
+    run_demo(args.out, epochs=args.epochs, train_images=args.train_images, precision=args.precision,
+             verbose=0 if args.quiet else 1)
 
 
 def cmd_serve(args):

@@ -13,13 +13,17 @@ from frcnn_lib.classes import data_classes
 from frcnn_lib.datasets import shapes
 from frcnn_lib.evaluation import evaluate_voc
 from frcnn_lib.model import FasterRCNN
+from frcnn_lib.precision import policy_scope, precision_of
 from frcnn_lib.presets import get_preset
 from frcnn_lib.progress import stage
 from frcnn_lib.visualize import detection_grid, plot_history
 
 
-def run_demo(out="runs/demo", epochs=None, train_images=None, verbose=1):
-    """Train the ``shapes_cpu`` preset and report VOC mAP@0.5 on the held-out test split."""
+def run_demo(out="runs/demo", epochs=None, train_images=None, verbose=1, precision=None):
+    """Train the ``shapes_cpu`` preset and report VOC mAP@0.5 on the held-out test split.
+
+    ``precision``: a dtype policy of ``frcnn_lib.precision`` for the model (None: float32,
+    or whatever global policy the caller set)."""
     preset = get_preset("shapes_cpu")
     train = preset["train"]
     if epochs is not None:
@@ -31,7 +35,8 @@ def run_demo(out="runs/demo", epochs=None, train_images=None, verbose=1):
     train_data = shapes.load("train", num_images=train["train_images"])
     val_data = shapes.load("val", num_images=train["val_images"])
     test_data = shapes.load("test", num_images=train["test_images"])
-    model = FasterRCNN(train_data.num_classes, **data_classes(train_data), **preset["model"])
+    with policy_scope(precision):
+        model = FasterRCNN(train_data.num_classes, **data_classes(train_data), **preset["model"])
     t1 = time.perf_counter()
     stage(f"training {train['epochs']} epochs on {len(train_data)} images "
           f"(val_mAP on {len(val_data)} after each)", verbose > 0)
@@ -56,6 +61,7 @@ def run_demo(out="runs/demo", epochs=None, train_images=None, verbose=1):
         "seconds": {"data": t1 - t0, "train": t2 - t1, "evaluate": t3 - t2, "total": t3 - t0},
         "eval_seconds_per_image": sec_per_image,
         "epochs": train["epochs"], "train_images": len(train_data), "test_images": len(test_data),
+        "precision": precision_of(model),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}",
     }
     training.write_json(os.path.join(out, "metrics.json"), metrics)
@@ -72,7 +78,7 @@ def _write_markdown(path, metrics, history):
     losses = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if not k.startswith("val_"))
     text = f"""# frcnn demo: Faster R-CNN on the shapes data
 
-Trained the `shapes_cpu` preset (small backbone, stride 8) for {metrics['epochs']} epochs on
+Trained the `shapes_cpu` preset (small backbone, stride 8, {metrics['precision']}) for {metrics['epochs']} epochs on
 {metrics['train_images']} generated images; evaluated on {metrics['test_images']} held-out test images.
 
 | metric | value |
