@@ -30,3 +30,14 @@ def test_bench_optimizer_quick_prints_both_optimizers_and_the_ratio():
             if line.startswith("| small")]
     assert [r[1] for r in rows] == ["keras", "fused", "keras / fused"], rows
     assert "small: keras / fused" in done.stdout
+
+
+def test_profile_ops_quick_prints_the_parts_of_the_step():
+    done = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "profile_ops.py"), "--quick"],
+                          cwd=BENCHMARKS, env=subprocess_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split("|")[1].strip() for line in done.stdout.splitlines() if line.startswith("| ")]
+    assert {"grad:small_backbone", "small_backbone", "rpn_head", "optimizer"} <= set(rows), rows
+    assert "ResourceApplyAdam" in rows, rows          # the preset's optimizer is the fused one
+    assert "SUMMARY op time per step" in done.stdout
