@@ -13,6 +13,7 @@ OLDEST_PYTHON  ?= $(shell for v in $(OLDEST_PYTHONS); do python$$v -c '' 2>/dev/
 OLDEST_VENV    := .venv-oldest
 OLDEST_STAMP   := $(OLDEST_VENV)/.installed-$(shell cat pyproject.toml constraints-oldest.txt | cksum | cut -d' ' -f1)
 OLDEST_TESTS   := tests/test_boxes.py tests/test_nms.py tests/test_roi.py tests/test_model.py tests/test_cli.py \
+                  tests/test_optimizers.py tests/test_precision.py \
                   tests/test_startup.py
 export PYTHONHASHSEED ?= 0
 # The test targets hide TensorFlow's info lines; `frcnn` (make demo) hides its native log itself.
