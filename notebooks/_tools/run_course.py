@@ -12,6 +12,11 @@ placeholders, carriage-return progress lines keep only their final state, and nb
 metadata is removed. Per-notebook wall times are printed at the end, in the README's table format.
 
 A failing notebook stops the run (its partial outputs are still written, so the error is visible).
+
+If a notebook stalls (kernel idle, no progress: seen at 06's widget cells on 2026-12-01 and
+2026-12-02, jupyter/nbclient#312), run it again alone with a short cell timeout, e.g.
+`run_course.py --timeout 120 06 08 10 11` (there it went through in seconds); 09 and 12 have
+cells that need longer (09: ~25 min, 12: ~5 min).
 """
 
 from __future__ import annotations
