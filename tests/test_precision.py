@@ -77,3 +77,15 @@ def test_frcnn_train_rejects_an_unknown_precision_in_one_line(tmp_path, capsys):
     assert code == 2 and "--precision" in err[-1] and "float64" in err[-1]
     assert not (tmp_path / "run").exists()
     assert set(PRECISIONS) <= set(err[-1].replace("'", " ").replace(",", " ").split())
+
+
+def test_frcnn_demo_precision_reaches_the_report(tmp_path):
+    out = tmp_path / "demo"
+    assert _call(["demo", "--out", out, "--epochs", "1", "--train-images", "8",
+                  "--precision", "mixed_bfloat16", "--quiet"]) == 0
+    assert keras.config.dtype_policy().name == "float32"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["precision"] == "mixed_bfloat16" and metrics["epochs"] == 1
+    assert 0.0 <= metrics["mAP_voc07"] <= 1.0
+    assert "mixed_bfloat16" in (out / "report.md").read_text()
+    assert precision_of(keras.models.load_model(out / "model.keras")) == "mixed_bfloat16"
