@@ -42,13 +42,12 @@ def _pair(name, cfg):
     return models
 
 
-def _batches(name, cfg, count, batch):
+def _batches(name, cfg, model, count, batch):
+    """``count`` training batches: the shapes pipeline's for ``small``, random for vgg16."""
     if name == "small":
         from frcnn_lib.datasets import shapes
-        from frcnn_lib.distribute import training_input
-        data = shapes.load("train", num_images=count * batch)
-        model = build_model(cfg)
-        stream = iter(training_input(None, data, model, batch))
+        from frcnn_lib.training import training_dataset
+        stream = iter(training_dataset(shapes.load("train", num_images=count * batch), model, batch))
         return [next(stream) for _ in range(count)]
     return [batch_data(batch, cfg["size"], seed=i) for i in range(count)]
 
@@ -67,7 +66,7 @@ def main():
         repeats = args.repeats or (3 if args.quick else 30 if name == "small" else 4)
         batch = 4 if name == "small" else 1
         models = _pair(name, cfg)
-        batches = _batches(name, cfg, repeats + 1, batch)
+        batches = _batches(name, cfg, models["keras"], repeats + 1, batch)
         rounds, current = iter(batches), {}
 
         def keras_step():

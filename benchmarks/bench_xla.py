@@ -31,7 +31,8 @@ def _training_data(cfg, batch, seed=0, distinct=16):
     corner = rng.uniform(0.0, 1.0, (distinct * batch, 2, 2)) * (np.array([w, h]) - size)
     boxes = np.concatenate([corner, corner + size], axis=-1).astype(np.float32)
     labels = rng.integers(1, 6, (distinct * batch, 2)).astype(np.int32)
-    return tf.data.Dataset.from_tensor_slices((images, {"boxes": boxes, "labels": labels})).batch(batch).repeat()
+    slices = (images, {"boxes": boxes, "labels": labels})
+    return tf.data.Dataset.from_tensor_slices(slices).batch(batch).repeat()
 
 
 def main():

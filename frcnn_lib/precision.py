@@ -10,7 +10,8 @@
 A Keras layer takes the global policy when it is built, so :func:`policy_scope` sets it
 for the construction of one model and restores the previous one after: a ``.keras`` file
 stores each layer's policy, so the model keeps its precision when saved, loaded or resumed.
-The boxes, targets and losses are computed in float32 whatever the policy (``model.py``).
+Proposals, targets, losses and detections are computed in float32 whatever the policy
+(``rpn.py``, ``rcnn.py``, ``losses.py`` cast to float32).
 """
 import contextlib
 

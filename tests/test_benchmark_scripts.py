@@ -12,32 +12,32 @@ STAGES = ("backbone", "rpn_head", "anchors", "proposals", "roi_pool", "roi_head"
           "postprocess", "postprocess (all pass)", "sum of stages", "model (tf.function)", "floor")
 
 
-def test_profile_stages_quick_prints_every_stage():
-    done = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "profile_stages.py"),
-                           "--config", "small", "--quick"], cwd=BENCHMARKS, env=subprocess_env(),
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [line.split("|")[1].strip() for line in done.stdout.splitlines() if line.startswith("| ")]
-    assert set(STAGES) <= set(rows), rows
-
-
-def test_bench_optimizer_quick_prints_both_optimizers_and_the_ratio():
-    done = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "bench_optimizer.py"),
-                           "--configs", "small", "--quick"], cwd=BENCHMARKS, env=subprocess_env(),
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [[c.strip() for c in line.split("|")[1:3]] for line in done.stdout.splitlines()
-            if line.startswith("| small")]
-    assert [r[1] for r in rows] == ["keras", "fused", "keras / fused"], rows
-    assert "small: keras / fused" in done.stdout
-
-
-def test_profile_ops_quick_prints_the_parts_of_the_step():
-    done = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "profile_ops.py"), "--quick"],
+def _run_quick(script, *args):
+    """``script --quick args`` in benchmarks/: its stdout (the run must succeed) and the first
+    column of its table rows."""
+    done = subprocess.run([sys.executable, os.path.join(BENCHMARKS, script), "--quick", *args],
                           cwd=BENCHMARKS, env=subprocess_env(), capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line.split("|")[1].strip() for line in done.stdout.splitlines() if line.startswith("| ")]
+    return done.stdout, rows
+
+
+def test_profile_stages_quick_prints_every_stage():
+    _, rows = _run_quick("profile_stages.py", "--config", "small")
+    assert set(STAGES) <= set(rows), rows
+
+
+def test_bench_optimizer_quick_prints_both_optimizers_and_the_ratio():
+    stdout, _ = _run_quick("bench_optimizer.py", "--configs", "small")
+    rows = [[c.strip() for c in line.split("|")[1:3]] for line in stdout.splitlines()
+            if line.startswith("| small")]
+    assert [r[1] for r in rows] == ["keras", "fused", "keras / fused"], rows
+    assert "small: keras / fused" in stdout
+
+
+def test_profile_ops_quick_prints_the_parts_of_the_step():
+    stdout, rows = _run_quick("profile_ops.py")
     assert {"grad:small_backbone", "small_backbone", "rpn_head", "optimizer"} <= set(rows), rows
     assert "ResourceApplyAdam" in rows, rows          # the preset's optimizer is the fused one
-    assert "SUMMARY op time per step" in done.stdout
+    assert "SUMMARY op time per step" in stdout
