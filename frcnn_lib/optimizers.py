@@ -4,7 +4,8 @@ Keras 3 writes the update of every variable as a handful of element-wise ops (Ad
 subtract, two multiplies, a square, a square root, a divide and three assignments).  Each op
 has a fixed cost on a CPU and, on a GPU, streams the variable through memory once more; for a
 small model with many small kernels (``small``: ~30 variables) Keras' Adam with its clipping
-was 13 % of the op time of a ``shapes_cpu`` step (``benchmarks/profile_ops.py``).  TensorFlow's training kernels compute the same update in one pass:
+was 13 % of the op time of a ``shapes_cpu`` step (``benchmarks/profile_ops.py``).
+TensorFlow's training kernels compute the same update in one pass:
 
 * :class:`FusedAdam` -- ``ResourceApplyAdam``, with ``t`` the step (from 1)::
 
