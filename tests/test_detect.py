@@ -169,3 +169,20 @@ def test_no_retracing_per_image_size(monkeypatch):
     assert fn.experimental_get_tracing_count() <= 2, traced_shapes
     # Canvases follow the images (sides rounded up to 32), and retracing relaxes the shape.
     assert traced_shapes and len(traced_shapes) <= 2, traced_shapes
+
+
+@pytest.mark.parametrize("size", [(64, 96), (30, 45), (201, 203), (96, 64), (700, 20)])
+def test_compiled_resize_equals_the_pipelines_bit_for_bit(size):
+    """detect resizes with one compiled call (its eager ops cost more than a small model's
+    forward pass); it must give the training pipeline's pixels and scale exactly, whether the
+    image grows, shrinks or keeps its size."""
+    from frcnn_lib import detect
+    from frcnn_lib.datasets.pipeline import resize_image
+    image = np.random.default_rng(size[0]).integers(0, 256, size + (3,), dtype=np.uint8)
+    for low, high in ((64, 96), (600, 1000), (160, 160)):
+        want, want_scale = resize_image(image, low, high)
+        got, got_scale = detect._resize(image, low, high)
+        assert isinstance(got, np.ndarray) and got.dtype == np.float32
+        np.testing.assert_array_equal(got, want.numpy())
+        assert got_scale == float(want_scale)
+    assert detect._resize_graph.experimental_get_tracing_count() == 1   # one trace for every size
