@@ -158,10 +158,13 @@ def fc_shapes(model):
     return int(fc6.kernel.shape[0]), int(fc6.kernel.shape[1])
 
 
-def make_floor(model, num_rois, backward=False, optimizer=None):
+def make_floor(model, num_rois, backward=False, optimizer=None, with_rpn=False):
     """The compute floor: the model's own conv trunk on the images plus fc6, fc7 as plain
     matmuls (no bias, no ReLU) on ``num_rois`` rows of random RoI features, one
-    ``tf.function``.  The RoI rows get ``1e-30 * mean(trunk output)`` added, a negligible
+    ``tf.function``.  ``with_rpn``: also a fresh RPN head of the model's shape (its 3x3 conv
+    and two 1x1 outputs) on the trunk's features, the detector's one other dense layer, which
+    issue 12's floor leaves out: for ``small`` it is a quarter of the trunk's multiply-adds,
+    so ``model / floor with RPN`` is what is left for everything that is not dense compute.  The RoI rows get ``1e-30 * mean(trunk output)`` added, a negligible
     data dependency that keeps the floor as sequential as the detector, whose head must
     wait for the feature map (and, training, whose trunk backward waits for the head's):
     without it TensorFlow overlaps the independent matmuls with the convolutions and the
@@ -177,29 +180,41 @@ def make_floor(model, num_rois, backward=False, optimizer=None):
     w6 = tf.Variable(rng.normal([feat, units], stddev=0.01))
     w7 = tf.Variable(rng.normal([units, units], stddev=0.01))
     rois = tf.constant(rng.normal([num_rois, feat]))
+    rpn = _rpn_like(model, trunk) if with_rpn else None
+
+    def dense(images, training):
+        features = trunk(images, training=training)
+        x = rois + 1e-30 * tf.reduce_mean(features)
+        total = tf.reduce_sum(features) + tf.reduce_sum(tf.matmul(tf.matmul(x, w6), w7))
+        if rpn is not None:
+            logits, deltas = rpn(features)
+            total += tf.reduce_sum(logits) + tf.reduce_sum(deltas)
+        return total
 
     if not backward:
-        @tf.function(autograph=False)
-        def floor(images):
-            features = trunk(images, training=False)
-            x = rois + 1e-30 * tf.reduce_mean(features)
-            return tf.reduce_sum(features) + tf.reduce_sum(tf.matmul(tf.matmul(x, w6), w7))
-        return floor
+        return tf.function(lambda images: dense(images, False), autograph=False)
 
     import keras
     optimizer = optimizer or keras.optimizers.SGD(1e-4, momentum=0.9)
-    weights = trunk.trainable_weights + [w6, w7]
+    weights = trunk.trainable_weights + [w6, w7] + (rpn.trainable_weights if rpn is not None else [])
     optimizer.build(weights)
 
     @tf.function(autograph=False)
     def floor_step(images):
         with tf.GradientTape() as tape:
             tape.watch(rois)
-            features = trunk(images, training=True)
-            x = rois + 1e-30 * tf.reduce_mean(features)
-            loss = tf.reduce_sum(features) + tf.reduce_sum(tf.matmul(tf.matmul(x, w6), w7))
+            loss = dense(images, True)
         grads = tape.gradient(loss, weights + [rois])
         grads, roi_grad = grads[:-1], grads[-1]
         optimizer.apply_gradients(zip(grads, weights))
         return loss, tf.reduce_sum(roi_grad)
     return floor_step
+
+
+def _rpn_like(model, trunk):
+    """A new ``RPNHead`` with the model's anchors and channels, built for the trunk's output
+    (new weights, so the floor's updates never touch the model's)."""
+    from frcnn_lib.rpn import RPNHead
+    rpn = RPNHead(model.num_anchors, model.settings["rpn_channels"], name="floor_rpn_head")
+    rpn.build((None, None, None, trunk.output.shape[-1]))
+    return rpn

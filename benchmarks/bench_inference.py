@@ -19,6 +19,9 @@ Timed, in one process, round-robin after a warm-up, median of ``--repeats`` runs
   pad onto its canvas, the compiled graph, boxes back to the image), detections
   returned as numpy; for vgg16 a 600x800 image stays 600x800 and is padded to its canvas
   608x800 (``pipeline.canvas_for``: sides rounded up to 32; the padded share is printed);
+* ``floor + RPN head``: the floor plus an RPN head of the model's shape on the trunk's
+  features (the one dense layer the floor leaves out): ``model / (floor + RPN head)`` is
+  the share that is not dense compute;
 * ``backbone``: the model's backbone (preprocessing + trunk) alone;
 * for ``small`` also ``model.predict_on_batch`` (Keras' predict function, with its
   per-call overhead).
@@ -53,6 +56,7 @@ def run_config(name, cfg, repeats, throughput_repeats, ratios_only=False):
     images = {b: C.random_images(b, cfg["size"], seed=b) for b in (1, 2, 4)}
     infer = compiled_model(model)
     floor = C.make_floor(model, num_rois)
+    floor_rpn = C.make_floor(model, num_rois, with_rpn=True)
 
     @tf.function(autograph=False)
     def backbone(x):
@@ -64,10 +68,12 @@ def run_config(name, cfg, repeats, throughput_repeats, ratios_only=False):
         "model": C.first_call(lambda: infer(images[1])),
         "detect": C.first_call(lambda: model.detect(image_u8)),
         "floor": C.first_call(lambda: floor(images[1])),
+        "floor + RPN head": C.first_call(lambda: floor_rpn(images[1])),
         "backbone": C.first_call(lambda: backbone(images[1])),
     }
     fns = {"model": lambda: infer(images[1]), "detect": lambda: model.detect(image_u8),
-           "floor": lambda: floor(images[1]), "backbone": lambda: backbone(images[1])}
+           "floor": lambda: floor(images[1]), "floor + RPN head": lambda: floor_rpn(images[1]),
+           "backbone": lambda: backbone(images[1])}
     if name == "small":
         first["predict_on_batch"] = C.first_call(lambda: model.predict_on_batch(images[1]))
         fns["predict_on_batch"] = lambda: model.predict_on_batch(images[1])
@@ -97,6 +103,7 @@ def run_config(name, cfg, repeats, throughput_repeats, ratios_only=False):
               "detect_floor": med["detect"] / med["floor"], "cpu_detect_floor": cpu["detect"] / cpu["floor"],
               "detect_model": med["detect"] / med["model"],
               "cpu_model_floor": cpu["model"] / cpu["floor"],
+              "model_floor_rpn": med["model"] / med["floor + RPN head"],
               "first_call": first["model"], "images_per_s": {1: 1 / med["model"]}}
     if ratios_only:
         return result
@@ -139,7 +146,8 @@ def main():
         goal = " (goal <= 1.10)" if name == "vgg16" and not args.quick else ""
         dgoal = " (goal <= 1.05)" if name == "vgg16" and not args.quick else ""
         parts.append(f"{name}{' [quick]' if args.quick else ''}: model/floor {r['model_floor']:.2f}{goal} "
-                     f"(CPU time {r['cpu_model_floor']:.2f}), detect/floor {r['detect_floor']:.2f}{dgoal} "
+                     f"(CPU time {r['cpu_model_floor']:.2f}), model/(floor + RPN head) "
+                     f"{r['model_floor_rpn']:.2f}, detect/floor {r['detect_floor']:.2f}{dgoal} "
                      f"(CPU time {r['cpu_detect_floor']:.2f}), detect/model {r['detect_model']:.2f}, "
                      f"backbone/floor {r['backbone_floor']:.2f}, first call {r['first_call']:.1f} s, "
                      f"images/s b1/b2/b4 " + "/".join(f"{r['images_per_s'].get(b, float('nan')):.2f}" for b in (1, 2, 4)))

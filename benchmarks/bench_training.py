@@ -15,9 +15,12 @@ Timed in one process, round-robin after a warm-up, median of ``--repeats`` runs:
 * ``floor``: one ``tf.function``: forward + backward of the model's own conv trunk and of
   fc6, fc7 as plain matmuls on ``R`` RoI rows (128 for vgg16) with the dummy loss
   ``sum(outputs)``, including the gradient with respect to the RoI features, and the update
-  by the same optimizer.
+  by the same optimizer;
+* ``floor + RPN head``: the same with an RPN head of the model's shape on the trunk's
+  features (the one dense layer the floor leaves out).
 
 Reported: ``step / floor`` (goal for vgg16: <= 1.25) in wall and in process CPU time,
+``step / (floor + RPN head)`` (the share that is not dense compute),
 the first call (tracing) apart; images/s at batch 1, 2, 4 (the three interleaved in this
 process, ``--throughput-repeats`` rounds after each size's first step); and the peak
 resident memory of a training step at batch 1 and 2, each in a fresh subprocess (build +
@@ -129,23 +132,28 @@ def run_config(name, cfg, repeats, steps, quick, ratios_only=False):
     def step():
         return model.train_on_batch(images, targets, return_dict=True)
 
-    floor = C.make_floor(model, cfg["num_rois"], backward=True,
-                         optimizer=make_optimizer(name, cfg))
-    first = {"step": C.first_call(step), "floor": C.first_call(lambda: floor(images))}
+    floors = {k: C.make_floor(model, cfg["num_rois"], backward=True, optimizer=make_optimizer(name, cfg),
+                              with_rpn=k == "floor + RPN head") for k in ("floor", "floor + RPN head")}
+    fns = {"step": step, **{k: (lambda f=f: f(images)) for k, f in floors.items()}}
+    first = {k: C.first_call(fn) for k, fn in fns.items()}
     logs = step()
     finite = all(np.isfinite(v) for v in logs.values())
-    times = C.interleaved({"step": step, "floor": lambda: floor(images)}, repeats, warmup=1)
+    times = C.interleaved(fns, repeats, warmup=1)
     med = {k: C.median(v) for k, v in times.items()}
     cpu = {k: C.median(v) for k, v in times.cpu.items()}
     rows = [[k, f"{1000 * med[k]:.1f}", C.spread([1000 * t for t in times[k]]),
              f"{med[k] / med['floor']:.3f}", f"{cpu[k] / cpu['floor']:.3f}", f"{first[k]:.2f}"]
-            for k in ("step", "floor")]
+            for k in fns]
     print(f"\n## {name}: {cfg['size'][0]}x{cfg['size'][1]}, {cfg['num_rois']} RoIs, batch 1, "
           f"median of {len(times['floor'])} interleaved runs (losses finite: {finite})")
     print(C.table(rows, ["what", "median ms", "min-max ms", "/ floor", "CPU time / floor", "first call s"]),
           flush=True)
+    rpn = med["floor + RPN head"]
+    print(f"step / (floor + RPN head) {med['step'] / rpn:.3f} (CPU time "
+          f"{cpu['step'] / cpu['floor + RPN head']:.3f}): what is not dense compute; the RPN head "
+          f"alone adds {rpn / med['floor'] - 1:.3f} of the floor")
     result = {"ratio": med["step"] / med["floor"], "cpu_ratio": cpu["step"] / cpu["floor"], "first": first["step"],
-              "images_per_s": {1: 1 / med["step"]}, "rss": {}}
+              "rpn_ratio": med["step"] / rpn, "images_per_s": {1: 1 / med["step"]}, "rss": {}}
     if ratios_only:
         return result
 
@@ -202,7 +210,7 @@ def main():
     for name, r in results.items():
         goal = " (goal <= 1.25)" if name == "vgg16" and not args.quick else ""
         parts.append(f"{name}{' [quick]' if args.quick else ''}: step/floor {r['ratio']:.2f}{goal} "
-                     f"(CPU time {r['cpu_ratio']:.2f}), "
+                     f"(CPU time {r['cpu_ratio']:.2f}), step/(floor + RPN head) {r['rpn_ratio']:.2f}, "
                      f"first call {r['first']:.1f} s, images/s b1/b2/b4 "
                      + "/".join(f"{r['images_per_s'].get(b, float('nan')):.2f}" for b in (1, 2, 4))
                      + ", peak RSS b1/b2 " + "/".join(f"{r['rss'].get(b, float('nan')):.0f}" for b in (1, 2))

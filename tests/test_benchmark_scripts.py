@@ -41,3 +41,25 @@ def test_profile_ops_quick_prints_the_parts_of_the_step():
     assert {"grad:small_backbone", "small_backbone", "rpn_head", "optimizer"} <= set(rows), rows
     assert "ResourceApplyAdam" in rows, rows          # the preset's optimizer is the fused one
     assert "SUMMARY op time per step" in stdout
+
+
+def test_floor_with_rpn_head_adds_a_new_rpn_and_leaves_the_models_alone():
+    """``make_floor(with_rpn=True)``: the floor plus an RPN head of the model's shape (its own
+    weights: a floor step must not move the model's), forward and training step."""
+    import numpy as np
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        import _common as C
+    finally:
+        sys.path.remove(BENCHMARKS)
+    cfg = C.configs(quick=True)["small"]
+    model = C.build_model(cfg)
+    images = C.random_images(2, cfg["size"])
+    before = [w.numpy() for w in model.rpn_head.weights]
+    plain, with_rpn = C.make_floor(model, 8), C.make_floor(model, 8, with_rpn=True)
+    assert np.isfinite(plain(images).numpy()) and np.isfinite(with_rpn(images).numpy())
+    assert float(with_rpn(images)) != float(plain(images))      # the RPN outputs are in the sum
+    step = C.make_floor(model, 8, backward=True, with_rpn=True)
+    assert all(np.isfinite(t.numpy()) for t in step(images))
+    for w, b in zip(model.rpn_head.weights, before):
+        np.testing.assert_array_equal(w.numpy(), b)
