@@ -21,6 +21,9 @@ import keras
 import tensorflow as tf
 
 from frcnn_lib import input_checks, losses, rcnn, roi
+# Registered with Keras here, so that ``import frcnn_lib`` is enough for load_model to rebuild
+# the optimizer and schedule of a model trained by ``frcnn train`` or ``training.make_optimizer``.
+from frcnn_lib import optimizers, schedules  # noqa: F401
 from frcnn_lib import targets as target_assignment
 from frcnn_lib.anchors import generate_anchors, num_anchors_per_location
 from frcnn_lib.backbones import (NEUTRAL_RGB, build_backbone, build_roi_head,
