@@ -164,11 +164,13 @@ def make_floor(model, num_rois, backward=False, optimizer=None, with_rpn=False):
     ``tf.function``.  ``with_rpn``: also a fresh RPN head of the model's shape (its 3x3 conv
     and two 1x1 outputs) on the trunk's features, the detector's one other dense layer, which
     issue 12's floor leaves out: for ``small`` it is a quarter of the trunk's multiply-adds,
-    so ``model / floor with RPN`` is what is left for everything that is not dense compute.  The RoI rows get ``1e-30 * mean(trunk output)`` added, a negligible
-    data dependency that keeps the floor as sequential as the detector, whose head must
-    wait for the feature map (and, training, whose trunk backward waits for the head's):
-    without it TensorFlow overlaps the independent matmuls with the convolutions and the
-    "floor" drops below the sum of its parts.
+    so ``model / floor with RPN`` is what is left for everything that is not dense compute.
+
+    The RoI rows get ``1e-30 * mean(trunk output)`` added, a negligible data dependency that
+    keeps the floor as sequential as the detector, whose head must wait for the feature map
+    (and, training, whose trunk backward waits for the head's): without it TensorFlow
+    overlaps the independent matmuls with the convolutions and the "floor" drops below the
+    sum of its parts.
 
     ``backward``: one step of ``optimizer`` (default SGD, momentum 0.9) on the dummy loss ``sum(trunk(images)) +
     sum(fc7(fc6(rois)))``: forward, the gradients of every trunk and fc weight, the gradient
