@@ -70,7 +70,8 @@ def _resize(rgb, min_side, max_side):
 def _serving_function(model):
     """One ``tf.function`` per model (and ``jit_compile`` value), traced once per canvas shape."""
     # XLA when Keras would use it for this model (``jit_compile``: True on a GPU or TPU).
-    jit = bool(model.jit_compile)
+    # A promoted part that runs on the host (frcnn_lib.promotion) rules XLA out.
+    jit = bool(model.jit_compile) and not model.parts.host_parts
     cached = getattr(model, "_frcnn_detect_fn", None)
     if cached is None or cached[0] != jit:
         @tf.function(reduce_retracing=True, jit_compile=jit)

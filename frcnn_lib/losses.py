@@ -57,15 +57,18 @@ def classification_loss(logits, labels, weights):
     return tf.reduce_sum(ce * weights) / _normalizer(weights)
 
 
-def box_regression_loss(deltas, target_deltas, weights, normalizer_weights=None, sigma=1.0):
+def box_regression_loss(deltas, target_deltas, weights, normalizer_weights=None, sigma=1.0,
+                        *, smooth_l1_fn=smooth_l1):
     """Smooth-L1 on ``(B, N, 4)`` deltas, summed over coordinates.
 
     ``weights (B, N)`` is 1 for elements that carry a box target (positive anchors or
     foreground RoIs).  The sum is divided by the number of sampled elements,
     ``sum(normalizer_weights)`` (all sampled anchors or RoIs, as in the reference
     implementations), or by ``sum(weights)`` when ``normalizer_weights`` is None.
+    ``smooth_l1_fn``: the elementwise smooth-L1 to use (a learner's, in the course).
     """
     weights = tf.cast(weights, tf.float32)
-    per_box = tf.reduce_sum(smooth_l1(tf.cast(deltas, tf.float32) - target_deltas, sigma), axis=-1)
+    diff = tf.cast(deltas, tf.float32) - target_deltas
+    per_box = tf.reduce_sum(tf.cast(smooth_l1_fn(diff, sigma), tf.float32), axis=-1)
     norm = weights if normalizer_weights is None else tf.cast(normalizer_weights, tf.float32)
     return tf.reduce_sum(per_box * weights) / _normalizer(norm)

@@ -25,11 +25,12 @@ from frcnn_lib import input_checks, losses, rcnn, roi
 # the optimizer and schedule of a model trained by ``frcnn train`` or ``training.make_optimizer``.
 from frcnn_lib import optimizers, schedules  # noqa: F401
 from frcnn_lib import targets as target_assignment
-from frcnn_lib.anchors import generate_anchors, num_anchors_per_location
+from frcnn_lib.anchors import num_anchors_per_location
 from frcnn_lib.backbones import (NEUTRAL_RGB, build_backbone, build_roi_head,
                                  copy_imagenet_head_weights, freeze, frozen_stages_for)
 from frcnn_lib.classes import name_detections, validate_classes
 from frcnn_lib.errors import FrcnnError
+from frcnn_lib.parts import LIBRARY
 from frcnn_lib.rpn import RPNHead, generate_proposals
 
 LOSS_NAMES = ("rpn_objectness", "rpn_box", "rcnn_class", "rcnn_box")
@@ -116,6 +117,9 @@ class FasterRCNN(keras.Model):
                frozen_stages_for(s["backbone"], pretrained, s["backbone_frozen_stages"]),
                pretrained is not None if frozen_bn is None else bool(frozen_bn))
         self.predictor = rcnn.RCNNPredictor(self.num_classes + 1, name="rcnn_predictor")
+        # The paper's geometry the stages call (frcnn_lib.parts): the library's, unless the
+        # course promotes a learner's (frcnn_lib.promotion.promote).  Not saved with the model.
+        self.parts = LIBRARY
         self.loss_trackers = {n: keras.metrics.Mean(name=n) for n in ("loss",) + LOSS_NAMES}
         # Every weight exists from here on: a step compiled with XLA (Keras' default on a GPU)
         # must not create variables, and saving or loading needs no dummy forward pass.
@@ -162,7 +166,21 @@ class FasterRCNN(keras.Model):
         if getattr(self, "optimizer", None) is not None and not self.optimizer.built:
             with self.distribute_strategy.scope():
                 self.optimizer.build(self.trainable_variables)
+        self._no_xla_for_host_parts()
         return super().make_train_function(force)
+
+    def make_test_function(self, force=False):
+        self._no_xla_for_host_parts()
+        return super().make_test_function(force)
+
+    def make_predict_function(self, force=False):
+        self._no_xla_for_host_parts()
+        return super().make_predict_function(force)
+
+    def _no_xla_for_host_parts(self):
+        # A promoted part that runs on the host (frcnn_lib.promotion) cannot be compiled by XLA.
+        if self.parts.host_parts and getattr(self, "compiled", False) and self.jit_compile:
+            self.jit_compile = False
 
     @property
     def metrics(self):
@@ -171,8 +189,8 @@ class FasterRCNN(keras.Model):
     # ----------------------------------------------------------------- stages
     def _anchors(self, features):
         shape = tf.shape(features)
-        return generate_anchors(shape[1], shape[2], self.stride, self.settings["anchor_scales"],
-                                self.settings["anchor_ratios"])
+        return self.parts.anchors(shape[1], shape[2], self.stride, self.settings["anchor_scales"],
+                                  self.settings["anchor_ratios"])
 
     def _portable(self, portable):
         """Whether to use the ops that compile everywhere (XLA, TFLite): RoI sampling by
@@ -198,6 +216,9 @@ class FasterRCNN(keras.Model):
     def _pool(self, features, rois, portable):
         """``rois (B, R, 4)`` -> RoI features ``(B*R, F)``."""
         flat, index = roi.flatten_rois(rois)
+        if self.settings["roi_pooling"] == "roi_align" and self.parts.roi_grid is not None:
+            return roi.roi_align(features, flat, index, self.stride, self.roi_output_size,
+                                 grid=self.parts.roi_grid)
         pool_fn = roi.roi_align if self.settings["roi_pooling"] == "roi_align" else roi.roi_pool
         return pool_fn(features, flat, index, self.stride, self.roi_output_size,
                        method="gather" if portable else "crop_and_resize")
@@ -216,7 +237,7 @@ class FasterRCNN(keras.Model):
         return generate_proposals(logits, deltas, anchors, image_sizes,
                                   s[f"rpn_pre_nms_top_n_{mode}"], s[f"rpn_post_nms_top_n_{mode}"],
                                   s["rpn_nms_iou"], s["rpn_min_size"],
-                                  nms_method=self._nms_method(portable))
+                                  nms_method=self._nms_method(portable), parts=self.parts)
 
     @staticmethod
     def _image_sizes(images, targets=None):
@@ -256,7 +277,7 @@ class FasterRCNN(keras.Model):
                                 s["roi_box_weights"], s["detections_score_threshold"],
                                 s["detections_nms_iou"], s["detections_max"],
                                 s["detections_min_size"], self._nms_method(portable),
-                                soft_nms_sigma=s["detections_soft_nms_sigma"])
+                                soft_nms_sigma=s["detections_soft_nms_sigma"], parts=self.parts)
 
     # ----------------------------------------------------------------- training
     def compute_losses(self, images, targets, training=True, portable=None):
@@ -278,12 +299,12 @@ class FasterRCNN(keras.Model):
         rpn_labels, rpn_deltas = target_assignment.rpn_targets(
             anchors, gt_boxes, gt_labels, image_sizes, seed, s["rpn_positive_iou"],
             s["rpn_negative_iou"], s["rpn_batch_size"], s["rpn_positive_fraction"],
-            s["rpn_allowed_border"])
+            s["rpn_allowed_border"], parts=self.parts)
         proposals, _, valid = self._proposals(logits, deltas, anchors, image_sizes, True, portable)
         rois, roi_labels, roi_deltas = target_assignment.rcnn_targets(
             proposals, valid, gt_boxes, gt_labels, seed + 1, s["roi_batch_size"],
             s["roi_foreground_fraction"], s["roi_foreground_iou"], s["roi_background_iou_low"],
-            s["roi_background_iou_high"], s["roi_box_weights"])
+            s["roi_background_iou_high"], s["roi_box_weights"], parts=self.parts)
         cls_logits, box_deltas = self._head(features, rois, training, portable)
 
         sampled = rpn_labels >= 0
@@ -291,10 +312,12 @@ class FasterRCNN(keras.Model):
         return {
             "rpn_objectness": losses.objectness_loss(logits, rpn_labels, sampled),
             "rpn_box": losses.box_regression_loss(deltas, rpn_deltas, rpn_labels == 1, sampled,
-                                                  s["rpn_smooth_l1_sigma"]),
+                                                  s["rpn_smooth_l1_sigma"],
+                                                  smooth_l1_fn=self.parts.smooth_l1),
             "rcnn_class": losses.classification_loss(cls_logits, roi_labels, roi_sampled),
             "rcnn_box": losses.box_regression_loss(rcnn.select_class_deltas(box_deltas, roi_labels),
-                                                   roi_deltas, roi_labels >= 1, roi_sampled),
+                                                   roi_deltas, roi_labels >= 1, roi_sampled,
+                                                   smooth_l1_fn=self.parts.smooth_l1),
         }
 
     def _total_loss(self, parts):

@@ -14,7 +14,8 @@ import tensorflow as tf
 from keras import layers
 
 from frcnn_lib import boxes as box_ops
-from frcnn_lib.nms import gather_padded, padded_nms
+from frcnn_lib.nms import gather_padded
+from frcnn_lib.parts import LIBRARY
 
 
 @keras.saving.register_keras_serializable(package="frcnn")
@@ -52,7 +53,7 @@ def select_class_deltas(deltas, labels):
 
 def postprocess(logits, deltas, rois, roi_valid, image_sizes, box_weights, score_threshold,
                 nms_iou, max_detections, min_size=0.0, nms_method="tiled",
-                soft_nms_sigma=0.0):
+                soft_nms_sigma=0.0, *, parts=LIBRARY):
     """Detections from the head's outputs, fixed size.
 
     Args:
@@ -62,6 +63,7 @@ def postprocess(logits, deltas, rois, roi_valid, image_sizes, box_weights, score
         dropped (torchvision's ``box_min_size``).  nms_method: see ``nms.padded_nms``.
       soft_nms_sigma: ``> 0`` replaces the class-wise NMS by Gaussian Soft-NMS
         (``frcnn_lib.soft_nms``; scores are then the decayed ones).
+      parts: the decoding and NMS to use (``frcnn_lib.parts``).
 
     Returns:
       dict of ``boxes (B, D, 4)``, ``scores (B, D)``, ``labels (B, D)`` int32 (``-1`` pads),
@@ -70,7 +72,7 @@ def postprocess(logits, deltas, rois, roi_valid, image_sizes, box_weights, score
     probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)[:, :, 1:]      # (B, R, K-1)
     batch, num_rois, num_fg = tf.shape(probs)[0], tf.shape(probs)[1], tf.shape(probs)[2]
     fg_deltas = tf.cast(deltas, tf.float32)[:, :, 1:, :]                       # (B, R, K-1, 4)
-    boxes = box_ops.decode(fg_deltas, rois[:, :, None, :], box_weights)
+    boxes = parts.decode(fg_deltas, rois[:, :, None, :], box_weights)
     sizes = tf.cast(image_sizes, tf.float32)
     boxes = box_ops.clip(boxes, sizes[:, 0:1, None], sizes[:, 1:2, None])
     scores = tf.where(roi_valid[:, :, None], probs, 0.0)
@@ -85,8 +87,8 @@ def postprocess(logits, deltas, rois, roi_valid, image_sizes, box_weights, score
         keep, kept_scores, num = soft_nms(boxes, scores, soft_nms_sigma, max_detections,
                                           score_threshold, labels=labels, valid=valid_boxes)
     else:
-        keep, num = padded_nms(boxes, scores, nms_iou, max_detections, score_threshold, labels=labels,
-                               valid=valid_boxes, method=nms_method)
+        keep, num = parts.nms(boxes, scores, nms_iou, max_detections, score_threshold, labels=labels,
+                              valid=valid_boxes, method=nms_method)
         kept_scores = gather_padded(scores, keep)
     valid = keep >= 0
     return {

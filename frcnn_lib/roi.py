@@ -27,16 +27,20 @@ import tensorflow as tf
 METHODS = ("gather", "crop_and_resize")
 
 
-def _axis_samples(low, size, samples, first, last, extent):
-    """Sample positions along one axis and their bilinear taps.
+def _axis_positions(low, size, samples, first, last):
+    """``(R, n)`` sample positions along one axis: sample ``k`` of ``samples`` sits at
+    ``low + (first + k * (last - first) / (samples - 1)) * size`` (``low, size (R,)``: the
+    RoI's start and size in continuous feature coordinates)."""
+    steps = tf.range(samples, dtype=tf.float32) / max(samples - 1, 1)
+    return low[:, None] + (first + steps[None, :] * (last - first)) * size[:, None]
 
-    ``low, size (R,)`` are the RoI's start and size in continuous feature coordinates; sample
-    ``k`` of ``samples`` sits at ``low + (first + k * (last - first) / (samples - 1)) * size``.
+
+def _axis_taps(position, extent):
+    """Bilinear taps of ``position (R, n)`` on an axis of ``extent`` pixels.
+
     Returns ``(i0, i1) (R, n)`` int32 neighbouring indices, ``frac (R, n)`` the weight of
     ``i1``, and ``inside (R, n)`` bool (False farther than one pixel outside the map).
     """
-    steps = tf.range(samples, dtype=tf.float32) / max(samples - 1, 1)
-    position = low[:, None] + (first + steps[None, :] * (last - first)) * size[:, None]
     limit = tf.cast(extent, tf.float32)
     inside = (position >= -1.0) & (position <= limit)
     position = tf.clip_by_value(position, 0.0, limit - 1.0)
@@ -47,7 +51,12 @@ def _axis_samples(low, size, samples, first, last, extent):
     return i0, i1, frac, inside
 
 
-def _crop_by_gather(features, rois, box_indices, stride, samples, first, last):
+def _axis_samples(low, size, samples, first, last, extent):
+    """:func:`_axis_taps` of :func:`_axis_positions`."""
+    return _axis_taps(_axis_positions(low, size, samples, first, last), extent)
+
+
+def _crop_by_gather(features, rois, box_indices, stride, samples, first, last, grid=None):
     """Bilinear samples on a ``samples x samples`` grid per RoI: ``(R, n, n, C)``.
 
     Along each axis the first sample lies at ``lo + first * (hi - lo)`` and the last at
@@ -56,16 +65,25 @@ def _crop_by_gather(features, rois, box_indices, stride, samples, first, last):
     value; one farther out reads 0.  Bilinear interpolation by gathering the four taps of
     every sample from the flattened map (ops XLA compiles; the gradient is a scatter-add),
     with no gradient through the coordinates.
+
+    ``grid``: optional ``(rois (R, 4) image pixels, stride) -> (ys (R, n), xs (R, n))`` giving
+    the sample positions in continuous feature coordinates instead (a learner's RoIAlign
+    grid, ``frcnn_lib.parts``); ``samples``, ``first`` and ``last`` are then unused.
     """
     features = tf.convert_to_tensor(features)
     feats = tf.cast(features, tf.float32)
     rois = tf.stop_gradient(tf.convert_to_tensor(rois, tf.float32))
     shape = tf.shape(feats)
     batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
-    f = rois / tf.cast(stride, tf.float32) - 0.5                 # continuous feature coordinates
-    x1, y1, x2, y2 = tf.unstack(f, axis=-1)
-    y0, y1i, fy, in_y = _axis_samples(y1, y2 - y1, samples, first, last, height)
-    x0, x1i, fx, in_x = _axis_samples(x1, x2 - x1, samples, first, last, width)
+    if grid is None:
+        f = rois / tf.cast(stride, tf.float32) - 0.5             # continuous feature coordinates
+        x1, y1, x2, y2 = tf.unstack(f, axis=-1)
+        y0, y1i, fy, in_y = _axis_samples(y1, y2 - y1, samples, first, last, height)
+        x0, x1i, fx, in_x = _axis_samples(x1, x2 - x1, samples, first, last, width)
+    else:
+        ys, xs = grid(rois, stride)
+        y0, y1i, fy, in_y = _axis_taps(tf.stop_gradient(tf.cast(ys, tf.float32)), height)
+        x0, x1i, fx, in_x = _axis_taps(tf.stop_gradient(tf.cast(xs, tf.float32)), width)
     image = tf.cast(box_indices, tf.int32)[:, None, None] * height          # (R, 1, 1)
     flat = tf.reshape(feats, [-1, channels])                               # (B*Hf*Wf, C)
 
@@ -126,13 +144,21 @@ def roi_pool(features, rois, box_indices, stride, output_size=7, method="gather"
 
 
 def roi_align(features, rois, box_indices, stride, output_size=7, sampling_ratio=2,
-              method="gather"):
+              method="gather", grid=None):
     """RoIAlign: ``(R, S, S, C)``, each bin the mean of ``sampling_ratio**2`` bilinear samples.
 
     With ``n = S * sampling_ratio`` samples per axis, sample ``k`` sits at the centre of the
     ``k``-th of ``n`` equal slices of the RoI: ``lo + (k + 0.5) * (hi - lo) / n``.
+
+    ``grid``: optional ``(rois (R, 4), stride, output_size, sampling_ratio) -> (ys (R, n),
+    xs (R, n))``, the sample positions in continuous feature coordinates (a learner's, in
+    the course: ``frcnn_lib.parts``); it implies ``method="gather"``.
     """
     n = output_size * sampling_ratio
+    if grid is not None:
+        crops = _crop_by_gather(features, rois, box_indices, stride, n, 0.0, 1.0,
+                                grid=lambda r, st: grid(r, st, output_size, sampling_ratio))
+        return tf.nn.avg_pool2d(crops, ksize=sampling_ratio, strides=sampling_ratio, padding="VALID")
     crops = _crop(features, rois, box_indices, stride, n, 0.5 / n, (n - 0.5) / n, method)
     return tf.nn.avg_pool2d(crops, ksize=sampling_ratio, strides=sampling_ratio, padding="VALID")
 

@@ -18,7 +18,8 @@ import tensorflow as tf
 from keras import layers
 
 from frcnn_lib import boxes as box_ops
-from frcnn_lib.nms import gather_padded, padded_nms
+from frcnn_lib.nms import gather_padded
+from frcnn_lib.parts import LIBRARY
 
 
 @keras.saving.register_keras_serializable(package="frcnn")
@@ -56,7 +57,8 @@ class RPNHead(layers.Layer):
 
 
 def generate_proposals(logits, deltas, anchors, image_sizes, pre_nms_top_n, post_nms_top_n,
-                       nms_iou, min_size=0.0, box_weights=(1.0, 1.0, 1.0, 1.0), nms_method="tiled"):
+                       nms_iou, min_size=0.0, box_weights=(1.0, 1.0, 1.0, 1.0), nms_method="tiled",
+                       *, parts=LIBRARY):
     """Turn RPN outputs into proposals (no gradient flows through them).
 
     Args:
@@ -65,6 +67,7 @@ def generate_proposals(logits, deltas, anchors, image_sizes, pre_nms_top_n, post
       pre_nms_top_n, post_nms_top_n: ints.  nms_iou: float.
       min_size: proposals narrower or lower than this (in pixels), or empty, are dropped.
       nms_method: see :func:`frcnn_lib.nms.padded_nms`.
+      parts: the decoding and NMS to use (``frcnn_lib.parts``).
 
     Returns:
       ``proposals (B, P, 4)`` with ``P = post_nms_top_n``, ``scores (B, P)`` (objectness
@@ -78,14 +81,14 @@ def generate_proposals(logits, deltas, anchors, image_sizes, pre_nms_top_n, post
     top_deltas = tf.gather(deltas, top_index, batch_dims=1)
     top_anchors = tf.gather(anchors, top_index)
     sizes = tf.cast(image_sizes, tf.float32)
-    boxes = box_ops.decode(top_deltas, top_anchors, box_weights)
+    boxes = parts.decode(top_deltas, top_anchors, box_weights)
     boxes = box_ops.clip(boxes, sizes[:, 0:1], sizes[:, 1:2])
     scores = tf.sigmoid(top_logits)
     # Boxes under ``min_size`` -- and empty ones, such as anchors over the padding clipped to
     # zero width -- are marked invalid rather than removed, so shapes stay fixed.  As in
     # py-faster-rcnn (proposal_layer.py), this happens before NMS.
     big_enough = box_ops.small_boxes_mask(boxes, min_size)
-    keep, _ = padded_nms(boxes, scores, nms_iou, post_nms_top_n, valid=big_enough,
-                         method=nms_method)
+    keep, _ = parts.nms(boxes, scores, nms_iou, post_nms_top_n, valid=big_enough,
+                        method=nms_method)
     valid = keep >= 0
     return gather_padded(boxes, keep), tf.where(valid, gather_padded(scores, keep), 0.0), valid

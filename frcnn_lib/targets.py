@@ -8,10 +8,9 @@ constants (approximate joint training, Ren et al. 2015, sec. 3.2).
 """
 import tensorflow as tf
 
-from frcnn_lib import boxes as box_ops
 from frcnn_lib.anchors import inside_image_mask
-from frcnn_lib.matching import match
-from frcnn_lib.sampling import sample_balanced, select_sampled
+from frcnn_lib.parts import LIBRARY
+from frcnn_lib.sampling import select_sampled
 
 
 def _pad_one(gt_boxes, gt_labels):
@@ -24,7 +23,7 @@ def _pad_one(gt_boxes, gt_labels):
 
 def rpn_targets(anchors, gt_boxes, gt_labels, image_sizes, seed, positive_iou=0.7,
                 negative_iou=0.3, num_samples=256, positive_fraction=0.5,
-                allowed_border=0.0, weights=(1.0, 1.0, 1.0, 1.0)):
+                allowed_border=0.0, weights=(1.0, 1.0, 1.0, 1.0), *, parts=LIBRARY):
     """Objectness labels and box deltas for every anchor.
 
     Args:
@@ -34,6 +33,7 @@ def rpn_targets(anchors, gt_boxes, gt_labels, image_sizes, seed, positive_iou=0.
         anchors crossing it (beyond ``allowed_border``) are ignored.  Pass a negative
         ``allowed_border`` to keep them all.
       seed: ``(2,)`` seed of the sampling draw.
+      parts: the IoU, matching, sampling and encoding to use (``frcnn_lib.parts``).
 
     Returns:
       ``labels (B, N)`` int32 in ``{1, 0, -1}`` (after sampling: at most ``num_samples``
@@ -47,17 +47,17 @@ def rpn_targets(anchors, gt_boxes, gt_labels, image_sizes, seed, positive_iou=0.
         valid_anchor = inside_image_mask(anchors[None], sizes[:, 0:1], sizes[:, 1:2], allowed_border)
     else:
         valid_anchor = None
-    ious = box_ops.iou(anchors[None], gt_boxes)                      # (B, N, G)
-    labels, matched = match(ious, gt_valid, positive_iou, negative_iou, True, valid_anchor)
-    labels = sample_balanced(labels, num_samples, positive_fraction, seed)
+    ious = parts.iou(anchors[None], gt_boxes)                        # (B, N, G)
+    labels, matched = parts.match(ious, gt_valid, positive_iou, negative_iou, True, valid_anchor)
+    labels = parts.sample(labels, num_samples, positive_fraction, seed)
     matched_boxes = tf.gather(gt_boxes, matched, batch_dims=1)       # (B, N, 4)
-    deltas = box_ops.encode(matched_boxes, anchors[None], weights)
+    deltas = parts.encode(matched_boxes, anchors[None], weights)
     return labels, tf.stop_gradient(deltas)
 
 
 def rcnn_targets(proposals, proposal_valid, gt_boxes, gt_labels, seed, num_samples=128,
                  foreground_fraction=0.25, foreground_iou=0.5, background_iou_low=0.1,
-                 background_iou_high=0.5, weights=(10.0, 10.0, 5.0, 5.0)):
+                 background_iou_high=0.5, weights=(10.0, 10.0, 5.0, 5.0), *, parts=LIBRARY):
     """Sample RoIs from the proposals plus the ground truth, with their targets.
 
     Foreground: IoU ``>= foreground_iou`` with a ground truth (label = its class).
@@ -67,6 +67,7 @@ def rcnn_targets(proposals, proposal_valid, gt_boxes, gt_labels, seed, num_sampl
     Args:
       proposals: ``(B, P, 4)``.  proposal_valid: ``(B, P)`` bool.
       gt_boxes: ``(B, G, 4)``.  gt_labels: ``(B, G)`` int in ``1..K-1``, ``-1`` = padding.
+      parts: the IoU, sampling and encoding to use (``frcnn_lib.parts``).
 
     Returns:
       ``rois (B, R, 4)``, ``labels (B, R)`` int32 (class, 0 background, -1 padding slot),
@@ -77,7 +78,7 @@ def rcnn_targets(proposals, proposal_valid, gt_boxes, gt_labels, seed, num_sampl
     gt_valid = gt_labels >= 0
     candidates = tf.concat([proposals, gt_boxes], axis=1)               # (B, P+G, 4)
     candidate_valid = tf.concat([tf.cast(proposal_valid, tf.bool), gt_valid], axis=1)
-    ious = box_ops.iou(candidates, gt_boxes)                            # (B, P+G, G)
+    ious = parts.iou(candidates, gt_boxes)                              # (B, P+G, G)
     ious = tf.where(gt_valid[:, None, :] & candidate_valid[:, :, None], ious, -1.0)
     # A valid candidate in an image without ground truth overlaps nothing: IoU 0, not -1, so
     # that it is background exactly when an IoU-0 candidate of an image with objects would be.
@@ -86,7 +87,7 @@ def rcnn_targets(proposals, proposal_valid, gt_boxes, gt_labels, seed, num_sampl
     foreground = max_iou >= foreground_iou
     background = (max_iou >= background_iou_low) & (max_iou < background_iou_high)
     labels = tf.where(foreground, 1, tf.where(background, 0, -1))
-    labels = sample_balanced(labels, num_samples, foreground_fraction, seed)
+    labels = parts.sample(labels, num_samples, foreground_fraction, seed)
     indices, valid = select_sampled(labels, num_samples)
 
     rois = tf.gather(candidates, indices, batch_dims=1)
@@ -95,6 +96,6 @@ def rcnn_targets(proposals, proposal_valid, gt_boxes, gt_labels, seed, num_sampl
     matched_boxes = tf.gather(gt_boxes, roi_gt, batch_dims=1)
     matched_class = tf.gather(gt_labels, roi_gt, batch_dims=1)
     roi_labels = tf.where(valid, tf.where(roi_fg, matched_class, 0), -1)
-    deltas = box_ops.encode(matched_boxes, rois, weights)
+    deltas = parts.encode(matched_boxes, rois, weights)
     deltas = tf.where(roi_fg[..., None], deltas, 0.0)
     return tf.stop_gradient(rois), tf.stop_gradient(roi_labels), tf.stop_gradient(deltas)
