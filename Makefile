@@ -60,7 +60,7 @@ $(OLDEST_STAMP): pyproject.toml constraints-oldest.txt
 
 # Full mode, in place, outputs cleaned for committing (notebooks/_tools/run_course.py); hours on a CPU.
 course: $(STAMP)
-	$(BIN)/python notebooks/_tools/run_course.py
+	$(BIN)/python notebooks/_tools/run_course.py --promote-reference-answers
 
 browser: $(STAMP)
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[browser]"

@@ -38,3 +38,15 @@ def course_model_path(fast: bool = False, start: str | Path | None = None) -> Pa
     root = repository_root(start)
     base = root if root is not None else Path(start if start is not None else Path.cwd()).resolve()
     return base / COURSE_DIR / (FAST_MODEL if fast else FULL_MODEL)
+
+
+LEARNER_DIR = "learner"
+
+
+def learner_parts_dir(start: str | Path | None = None) -> Path:
+    """Folder where the course keeps the learner's promoted functions: `<repo>/runs/course/learner/`.
+
+    `frcnn_lib.exercises.adopt` writes a passing exercise there (one `<part>.py` each), and
+    notebook 09 promotes what it finds into its detector (`frcnn_lib.exercises.load_learner_parts`).
+    """
+    return course_model_path(False, start).parent / LEARNER_DIR

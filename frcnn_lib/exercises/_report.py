@@ -41,20 +41,31 @@ def compact(value, max_items=24):
     return " ".join(text.split())
 
 
+class NotImplementedYet(Stop):
+    """Raised inside a check when the learner's function is still the stub."""
+
+
 def call(title, case, fn, *args, **kwargs):
-    """``fn(*args, **kwargs)`` for ``case``; on an exception print the one-line verdict, raise Stop."""
+    """``fn(*args, **kwargs)`` for ``case``; on an exception, or a function that returns
+    nothing, print the one-line verdict and raise Stop."""
     try:
-        return fn(*args, **kwargs)
+        result = fn(*args, **kwargs)
     except NotImplementedError:
         print(f"[ ] {title}: {NOT_IMPLEMENTED} -- write the function above, run its cell, "
               "then run this check again.")
+        raise NotImplementedYet
     except Exception as error:  # noqa: BLE001 -- the learner's code may raise anything
         message = " ".join(str(error).split())
         if len(message) > 160:
             message = message[:157] + "..."
         print(f"[ERROR] {title}: your function raised {type(error).__name__}: {message} "
               f"(case: {case})")
-    raise Stop
+        raise Stop
+    if result is None:
+        print(f"[FAIL] {title}: case '{case}' -- your function returned None: is the `return` "
+              "missing at its end?")
+        raise Stop
+    return result
 
 
 def as_array(value):
@@ -120,16 +131,35 @@ def passed(title, checked):
     return True
 
 
-def checker(title):
-    """Decorator: a check body that may raise Stop returns False instead."""
+def checker(title, reference=None, library=None, part=None):
+    """Decorator: a check body that may raise Stop returns False instead.
+
+    Args:
+      title: the exercise's name in verdicts.
+      reference: the library's answer in the learner's signature: what a notebook runs on
+        when the learner's function does not pass (``frcnn_lib.exercises.adopt``).
+      library: the library function (or module) a stuck learner reads (``show_reference``).
+      part: the name under which a passing function is promoted into the detector
+        (``frcnn_lib.promotion.PART_FIELDS``), or None.
+
+    The check records whether its last call found a stub (``check.last_not_implemented``).
+    """
     def wrap(body):
         @functools.wraps(body)
         def check(fn, *args, **kwargs):
+            check.last_not_implemented = False
             try:
                 return bool(body(fn, *args, **kwargs))
+            except NotImplementedYet:
+                check.last_not_implemented = True
+                return False
             except Stop:
                 return False
         check.title = title
+        check.reference = reference
+        check.library = library
+        check.part = part
+        check.last_not_implemented = False
         return check
     return wrap
 
@@ -156,7 +186,7 @@ def run_cases(title, fn, cases, reference, variants=(), names=None, generic_hint
         if reason is None:
             continue
         hint = diagnose(got, args, variants, atol, rtol) if got_array is not None else None
-        if hint is None and got_array is not None and np.isnan(got_array).any():
+        if hint is None and got_array is not None and got_array.size and np.isnan(got_array).any():
             hint = "your answer has NaN: a 0 / 0 somewhere? Guard the division (result 0 there)."
         inputs = dict(zip(names, args)) if names else None
         fail(title, case, reason, expected, got, hint or generic_hint, inputs)

@@ -8,36 +8,50 @@ import numpy as np
 
 from frcnn_lib.anchors import generate_anchors
 from frcnn_lib.exercises._report import call, checker, compare, diagnose, fail, passed, run_cases
+from frcnn_lib.exercises.boxes import graph_case
 
 
 # ----------------------------------------------------------------- feature-map size
-def _feature_size_reference(height, width):
-    # VGG-16 to conv5_3: four 2x2 max-pools of stride 2, each flooring (padding "valid");
-    # tests/test_exercises.py checks this against frcnn_lib.backbones.build_backbone("vgg16").
+def vgg16_feature_map_size(height, width):
+    """``(feature_height, feature_width)`` of VGG-16's conv5_3 for a ``height x width`` image.
+
+    conv5_3 comes after four 2x2 max-pools of stride 2 with padding "valid", each of which
+    floors (the fifth pool is not used by Faster R-CNN).  The library's answer to notebook
+    02's exercise; the library itself builds the network (``frcnn_lib.backbones``) and reads
+    the size off its output, and tests/test_exercises.py checks that the two agree.
+    """
+    height, width = int(height), int(width)
     for _ in range(4):
         height, width = height // 2, width // 2
-    return np.array([height, width], np.float64)
+    return height, width
+
+
+def _feature_size_reference(height, width):
+    return np.array(vgg16_feature_map_size(height, width), np.float64)
 
 
 _SIZE_VARIANTS = [
+    ("you rounded to the nearest: each pool floors (h // 2, four times), so 600 x 1000 -> "
+     "37 x 62.", lambda h, w: np.floor(np.array([h, w]) / 16.0 + 0.5)),
     ("you rounded up: each 2x2 pool with padding 'valid' floors, so 600 x 1000 -> 37 x 62.",
      lambda h, w: np.array([-(-h // 16), -(-w // 16)], np.float64)),
-    ("you rounded to the nearest: each pool floors (h // 2, four times).",
-     lambda h, w: np.round(np.array([h, w]) / 16.0)),
     ("not an integer: a feature map has whole pixels; each pool floors.",
      lambda h, w: np.array([h, w]) / 16.0),
     ("that is five pools (stride 32): conv5_3 comes after the fourth pool; the fifth is not used.",
      lambda h, w: np.array([h // 32, w // 32], np.float64)),
+    ("that is three pools (stride 8): conv5_3 comes after the fourth pool.",
+     lambda h, w: np.array([h // 8, w // 8], np.float64)),
     ("height and width are swapped: return (feature_height, feature_width).",
      lambda h, w: _feature_size_reference(w, h)),
 ]
 
 
-@checker("feature_map_size")
+@checker("feature_map_size", reference=vgg16_feature_map_size, library=vgg16_feature_map_size)
 def check_feature_map_size(fn):
     """Check ``fn(height, width) -> (feature_height, feature_width)`` of VGG-16's conv5_3."""
-    cases = [("160 x 160", (160, 160)), ("600 x 800", (600, 800)), ("600 x 1000", (600, 1000)),
-             ("375 x 500 (a VOC image)", (375, 500)), ("15 x 17 (smaller than a stride)", (15, 17))]
+    cases = [("160 x 160", (160, 160)), ("375 x 500 (a VOC image)", (375, 500)),
+             ("600 x 800", (600, 800)), ("600 x 1000", (600, 1000)),
+             ("15 x 17 (smaller than a stride)", (15, 17))]
     return run_cases("feature_map_size", fn, cases, _feature_size_reference, _SIZE_VARIANTS,
                      ["height", "width"])
 
@@ -95,9 +109,10 @@ def _sorted_rows(x):
     return x[np.lexsort(x.T[::-1])] if x.ndim == 2 else x
 
 
-@checker("generate_anchors")
+@checker("generate_anchors", reference=generate_anchors, library=generate_anchors, part="anchors")
 def check_generate_anchors(fn):
-    """Check ``fn(feature_height, feature_width, stride, scales, ratios) -> (H*W*A, 4)``."""
+    """Check ``fn(feature_height, feature_width, stride, scales, ratios) -> (H*W*A, 4)``; the
+    feature sizes may be tensors (inside the compiled step they come from ``tf.shape``)."""
     title = "generate_anchors"
     cases = [
         ("1 x 1 map, one square anchor", (1, 1, 16, (32,), (1.0,))),
@@ -121,5 +136,9 @@ def check_generate_anchors(fn):
              hint or "an anchor of scale s, ratio r is s / sqrt(r) wide and s * sqrt(r) high, "
                      "centred at ((j + 0.5) * stride, (i + 0.5) * stride).",
              dict(zip(names, args)))
+    graph, args = cases[-1]
+    graph_case(title, fn, graph + " (feature sizes as tensors)", args, (0, 1), _anchors_reference,
+               atol=1e-3)
     return passed(title, f"{len(cases)} cases agree with frcnn_lib.anchors.generate_anchors ("
-                  + ", ".join(c for c, _ in cases) + ")")
+                  + ", ".join(c for c, _ in cases) + f"), and '{graph}' also inside tf.function "
+                  "with the feature sizes as tensors (the compiled training step)")

@@ -7,15 +7,20 @@ Shape glossary: ``D`` detections of one class.
 import numpy as np
 
 from frcnn_lib.evaluation import voc
-from frcnn_lib.exercises._report import checker, run_cases
+from frcnn_lib.exercises._report import as_array, call, checker, compare, diagnose, fail, passed, run_cases
 
 
 # ----------------------------------------------------------------- precision / recall
-def _curve_reference(scores, is_tp, num_ground_truths):
+def precision_recall(scores, is_tp, num_ground_truths):
+    """The library's answer in the exercise's signature: ``(recall (D,), precision (D,))`` in
+    descending score order (stable), by :func:`frcnn_lib.evaluation.voc._class_curve`."""
     order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
     tp = np.asarray(is_tp, bool)[order]
-    recall, precision = voc._class_curve(tp, ~tp, num_ground_truths)
-    return np.stack([recall, precision])
+    return voc._class_curve(tp, ~tp, num_ground_truths)
+
+
+def _curve_reference(scores, is_tp, num_ground_truths):
+    return np.stack(precision_recall(scores, is_tp, num_ground_truths))
 
 
 def _curve_np(scores, is_tp, npos, order="descending", recall_by="gt", precision_by="seen"):
@@ -39,10 +44,12 @@ _CURVE_VARIANTS = [
      lambda s, t, n: _curve_np(s, t, n, recall_by="detections")),
     ("precision is divided by the number of objects: it is TP / (detections so far), k at rank k.",
      lambda s, t, n: _curve_np(s, t, n, precision_by="gt")),
+    ("recall and precision are swapped: return (recall, precision).",
+     lambda s, t, n: _curve_np(s, t, n)[::-1]),
 ]
 
 
-@checker("precision_recall")
+@checker("precision_recall", reference=precision_recall, library=voc._class_curve)
 def check_precision_recall(fn):
     """Check ``fn(scores (D,), is_tp (D,) bool, num_ground_truths) -> (recall (D,), precision (D,))``
     in descending score order."""
@@ -80,29 +87,75 @@ def _ap_np(recall, precision, use_07, envelope=True, strict=False, points=11, tr
     return float(np.sum(np.diff(np.concatenate([[0.0], recall])) * env))
 
 
-_AP_VARIANTS = [
-    ("the precision is not interpolated: at each recall use the highest precision at that "
-     "recall or beyond (the envelope, np.maximum.accumulate(precision[::-1])[::-1]).",
-     lambda r, p, m: _ap_np(r, p, m, envelope=False)),
-    ("the 11 recall points count where recall >= t (not > t): at t = 0.5 a curve that reaches "
-     "exactly 0.5 scores.", lambda r, p, m: _ap_np(r, p, m, strict=True)),
-    ("your 11 recall points are not exactly k / 10: np.arange(0, 1.1, 0.1) or np.linspace "
-     "give 0.30000000000000004, 0.6000000000000001, ..., so a recall of exactly 0.3 or 0.6 "
-     "misses its point; use np.arange(11) / 10.",
-     lambda r, p, m: _ap_np(r, p, m, thresholds=np.arange(0.0, 1.1, 0.1))),
-    ("your 11 recall points are not exactly k / 10: np.linspace(0, 1, 11) gives "
-     "0.6000000000000001, ..., so a recall of exactly 0.6 misses its point; use np.arange(11) / 10.",
-     lambda r, p, m: _ap_np(r, p, m, thresholds=np.linspace(0, 1, 11))),
-    ("the 11-point sum is divided by 10: there are 11 points, 0.0, 0.1, ..., 1.0.",
-     lambda r, p, m: _ap_np(r, p, m, points=10)),
-    ("that is the trapezoidal area: VOC2010+ AP sums rectangles, (r_k - r_{k-1}) times the "
-     "envelope at r_k, starting from recall 0.", lambda r, p, m: _ap_np(r, p, m, trapezoid=True)),
-]
+# The 11 recall points.  frcnn_lib takes exactly k / 10 (np.arange(11) / 10).  py-faster-rcnn's
+# voc_eval.voc_ap loops over np.arange(0., 1.1, 0.1): 11 points from 0 to 1 too, the same as
+# np.linspace(0, 1, 11), of which three are one rounding step above k / 10 (0.30000000000000004,
+# 0.6000000000000001, 0.7000000000000001; the VOC devkit's MATLAB 0:0.1:1 has such a 0.3 too).
+# The conventions differ only where a recall is exactly 0.3, 0.6 or 0.7; the check accepts
+# either and says where they differ.
+EXACT_POINTS = np.arange(11) / 10.0
+_CONVENTIONS = [("np.arange(0., 1.1, 0.1)", np.arange(0.0, 1.1, 0.1)),
+                ("np.linspace(0, 1, 11)", np.linspace(0.0, 1.0, 11))]
 
 
-@checker("voc_ap")
+def _point_note(name, grid):
+    differ = [(float(g), float(e)) for g, e in zip(grid, EXACT_POINTS) if g != e]
+    return (f"your 11 recall points are {name}, py-faster-rcnn's voc_eval convention: "
+            f"{', '.join(repr(g) for g, _ in differ)} instead of exactly "
+            f"{', '.join(repr(e) for _, e in differ)}")
+
+
+def _ap_variants():
+    base = [
+        ("the precision is not interpolated: at each recall use the highest precision at that "
+         "recall or beyond (the envelope, np.maximum.accumulate(precision[::-1])[::-1]).",
+         dict(envelope=False)),
+        ("the 11 recall points count where recall >= t (not > t): at t = 0.5 a curve that "
+         "reaches exactly 0.5 scores.", dict(strict=True)),
+        ("the 11-point sum is divided by 10: there are 11 points, 0.0, 0.1, ..., 1.0.",
+         dict(points=10)),
+        ("that is the trapezoidal area: VOC2010+ AP sums rectangles, (r_k - r_{k-1}) times the "
+         "envelope at r_k, starting from recall 0.", dict(trapezoid=True)),
+        ("the area starts at the first recall, not at 0: AP = sum (r_k - r_{k-1}) * envelope "
+         "with r_0 = 0.", dict(from_first=True)),
+    ]
+    out = []
+    for hint, knobs in base:
+        for grid in [None] + [g for _, g in _CONVENTIONS]:
+            out.append((hint, lambda r, p, m, k=knobs, g=grid: _ap_np(r, p, m, thresholds=g, **k)))
+    return out
+
+
+_AP_VARIANTS = _ap_variants()
+
+
+def _ap_np(recall, precision, use_07, envelope=True, strict=False, points=11, trapezoid=False,
+           thresholds=None, from_first=False):
+    recall = np.asarray(recall, np.float64)
+    precision = np.asarray(precision, np.float64)
+    env = np.maximum.accumulate(precision[::-1])[::-1] if envelope else precision
+    if use_07:
+        total = 0.0
+        for t in (EXACT_POINTS if thresholds is None else thresholds):
+            mask = recall > t if strict else recall >= t
+            if mask.any():
+                total += env[mask].max() if envelope else env[np.argmax(mask)]
+        return total / points
+    if trapezoid:
+        return float(np.trapezoid(env, recall))
+    if from_first:
+        return float(np.sum(np.diff(recall) * env[1:]))
+    return float(np.sum(np.diff(np.concatenate([[0.0], recall])) * env))
+
+
+@checker("voc_ap", reference=voc.voc_ap, library=voc.voc_ap)
 def check_voc_ap(fn):
-    """Check ``fn(recall (D,), precision (D,), use_07_metric) -> AP`` (a float)."""
+    """Check ``fn(recall (D,), precision (D,), use_07_metric) -> AP`` (a float).
+
+    VOC07's 11 recall points may be exactly k / 10 (frcnn_lib) or py-faster-rcnn's
+    ``np.arange(0., 1.1, 0.1)``: both pass, and the verdict says where they differ.
+    """
+    title = "voc_ap"
     zig_r = np.array([0.2, 0.4, 0.4, 0.6, 0.8])
     zig_p = np.array([1.0, 0.5, 0.67, 0.75, 0.57])
     rng = np.random.default_rng(15)
@@ -111,6 +164,7 @@ def check_voc_ap(fn):
     rand_p = np.cumsum(tp) / np.arange(1, 31)
     cases = [
         ("one perfect detection, VOC07", (np.array([1.0]), np.array([1.0]), True)),
+        ("recall 0.25 then 0.5, area", (np.array([0.25, 0.5]), np.array([1.0, 0.5]), False)),
         ("one perfect detection, area", (np.array([1.0]), np.array([1.0]), False)),
         ("precision rises again (envelope), VOC07", (zig_r, zig_p, True)),
         ("precision rises again (envelope), area", (zig_r, zig_p, False)),
@@ -118,5 +172,38 @@ def check_voc_ap(fn):
         ("30 random detections (seeded), VOC07", (rand_r, rand_p, True)),
         ("30 random detections (seeded), area", (rand_r, rand_p, False)),
     ]
-    return run_cases("voc_ap", fn, cases, _ap_reference, _AP_VARIANTS,
-                     ["recall", "precision", "use_07_metric"], atol=1e-6)
+    names = ["recall", "precision", "use_07_metric"]
+    notes = []
+    for case, args in cases:
+        expected = _ap_reference(*args)
+        got = call(title, case, fn, *[a.copy() if isinstance(a, np.ndarray) else a for a in args])
+        reason = compare(expected, got, atol=1e-6)
+        if reason is None:
+            continue
+        if args[2] and as_array(got) is not None:
+            convention = next(((name, float(_ap_np(*args, thresholds=grid)))
+                               for name, grid in _CONVENTIONS
+                               if compare(_ap_np(*args, thresholds=grid), got, atol=1e-6) is None),
+                              None)
+            if convention is not None:
+                notes.append((case, convention[0], float(expected), convention[1]))
+                continue
+        hint = diagnose(got, args, _AP_VARIANTS, atol=1e-6) if as_array(got) is not None else None
+        if hint is None and args[2]:
+            hint = ("VOC07: the mean over the 11 recall points t = 0, 0.1, ..., 1 of the highest "
+                    "precision at a recall >= t (0 where none reaches t).")
+        fail(title, case, reason, expected, got, hint or
+             "VOC2010+: sum over the points of (r_k - r_{k-1}) times the envelope at r_k, "
+             "with r_0 = 0.", dict(zip(names, args)))
+    checked = (f"{len(cases)} cases agree with frcnn_lib.evaluation.voc.voc_ap ("
+               + ", ".join(c for c, _ in cases) + ")")
+    if notes:
+        case, name, want, got = notes[0]
+        grid = dict(_CONVENTIONS)[name]
+        checked += (f".\n  note: {_point_note(name, grid)}, so a recall of exactly 0.3, 0.6 or "
+                    f"0.7 misses its point (case '{case}': AP {got:.6f}; with exactly k / 10, "
+                    f"frcnn_lib's choice, {want:.6f}). Both are the 11-point convention, not a "
+                    "mistake (the VOC devkit's MATLAB 0:0.1:1 rounds its 0.3 the same way); "
+                    "frcnn_lib takes np.arange(11) / 10 so that a recall of exactly 3/10 counts "
+                    "at t = 0.3.")
+    return passed(title, checked)

@@ -1,14 +1,23 @@
-"""Checks of the box exercises: VOC to xyxy, tf.image's normalised yxyx, IoU, decoding.
+"""Checks of the box exercises: VOC to xyxy, tf.image's normalised yxyx, IoU, encoding and
+decoding; and the helpers that run a learner's function inside ``tf.function``.
 
 Source of truth: :mod:`frcnn_lib.boxes` (and the VOC reader's rule, CONVENTIONS.md).
-Shape glossary: ``N``, ``M`` numbers of boxes.
+Shape glossary: ``N``, ``M`` numbers of boxes; ``...`` any leading dimensions.
+
+Parts of the detector (``iou``, ``encode``, ``decode``, ... -- ``frcnn_lib.promotion``) run
+inside the compiled training step, where their inputs are symbolic tensors.  Their checks
+end with :func:`graph_case`: one case again, inside ``tf.function`` with tensors of unknown
+size, so that numpy-only code fails here, with a hint, and not in notebook 09's training.
 """
 import math
 
 import numpy as np
+import tensorflow as tf
 
 from frcnn_lib import boxes as box_ops
-from frcnn_lib.exercises._report import checker, run_cases
+from frcnn_lib.datasets import voc as voc_reader
+from frcnn_lib.exercises._report import (as_array, call, checker, compare, diagnose, fail,
+                                         passed, run_cases)
 
 _rng = np.random.default_rng
 
@@ -17,6 +26,116 @@ def _random_boxes(rng, n, size=100.0):
     xy = rng.uniform(0, size, (n, 2))
     wh = rng.uniform(1, size / 2, (n, 2))
     return np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+
+
+# ----------------------------------------------------------------- value cases, then the graph
+GRAPH_HINT = ("your function works on numpy arrays but not inside the compiled training step "
+              "(tf.function), where its inputs are symbolic tensors: write it with keras.ops "
+              "(ops.maximum, ops.minimum, ops.where, ops.log, ops.exp, ops.stack, ...) instead "
+              "of np.*, do not convert to numpy (np.asarray, .numpy(), float(x), int(x) on an "
+              "input), and take sizes with ops.shape(x), not len(x) or x.shape[0].")
+_NAN_HINT = "your answer has NaN: a 0 / 0 somewhere? Guard the division (result 0 there)."
+
+
+def value_cases(title, fn, cases, reference, variants=(), names=None, generic_hint=None,
+                atol=1e-4, rtol=1e-4, post=None):
+    """``_report.run_cases`` without the final verdict: raises Stop on the first failing
+    case, returns nothing when all agree (a graph case may follow)."""
+    post = post or (lambda x: x)
+    for case, args in cases:
+        expected = post(np.asarray(reference(*args), np.float64))
+        got = call(title, case, fn, *[a.copy() if isinstance(a, np.ndarray) else a for a in args])
+        got_array = as_array(got)
+        reason = compare(expected, post(got_array) if got_array is not None else got, atol, rtol)
+        if reason is None:
+            continue
+        hint = diagnose(got, args, variants, atol, rtol) if got_array is not None else None
+        if hint is None and got_array is not None and got_array.size and np.isnan(got_array).any():
+            hint = _NAN_HINT
+        inputs = dict(zip(names, args)) if names else None
+        fail(title, case, reason, expected, got, hint or generic_hint, inputs)
+
+
+def _spec(value):
+    """A tensor of ``value`` and its ``TensorSpec``: as in the model, the numbers of anchors,
+    boxes and images are known only when it runs (dimensions of unknown size), the four
+    coordinates of a box are known (a last dimension of 4 stays)."""
+    arr = np.asarray(value)
+    dtype = tf.int32 if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool else tf.float32
+    shape = [None] * arr.ndim
+    if arr.ndim >= 2 and arr.shape[-1] == 4:
+        shape[-1] = 4
+    return tf.constant(arr, dtype), tf.TensorSpec(shape, dtype)
+
+
+def _graph_error(error):
+    """The cause of an error raised while tracing, and the learner's line that raised it.
+
+    TensorFlow's message lists the user-code frames (``File "...", line N, in name`` and the
+    line's code) and ends with the error itself."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    message = lines[-1] if lines else type(error).__name__
+    message = message.removeprefix(f"{type(error).__name__}: ").split(" This error may indicate")[0]
+    message = message.rstrip(".")
+    frames = [i for i, line in enumerate(lines[:-1]) if line.startswith("File ")]
+    if frames and frames[-1] + 1 < len(lines) - 1:
+        frame, code = lines[frames[-1]], lines[frames[-1] + 1]
+        where = frame.split(", in ")[-1].rstrip(" *")
+        number = frame.split(", line ")[-1].split(",")[0]
+        message += f", at `{code}` ({where}, line {number})"
+    message = " ".join(message.split())
+    return message[:237] + "..." if len(message) > 240 else message
+
+
+def graph_case(title, fn, case, args, tensor_args, reference, atol=1e-4, rtol=1e-4, post=None):
+    """Run ``fn(*args)`` inside ``tf.function``, ``args[i]`` for ``i`` in ``tensor_args`` being
+    tensors of unknown size (the others stay Python values, as the model passes them), and
+    compare with ``reference(*args)``; raises Stop with :data:`GRAPH_HINT` if it cannot run."""
+    post = post or (lambda x: x)
+    graph_case_name = f"{case}, inside tf.function"
+    tensors, specs = zip(*[_spec(args[i]) for i in tensor_args])
+
+    def body(*given):
+        full = list(args)
+        for i, t in zip(tensor_args, given):
+            full[i] = t
+        return fn(*full)
+
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")   # no "retracing" warning: each check traces a new function once
+    try:
+        got = tf.function(body, input_signature=list(specs))(*tensors)
+    except Exception as error:  # noqa: BLE001 -- numpy on a symbolic tensor raises NotImplementedError
+        fail(title, graph_case_name, f"your function raised {type(error).__name__} inside "
+             f"tf.function: {_graph_error(error)}", hint=GRAPH_HINT)
+    finally:
+        logger.setLevel(level)
+    if got is None:
+        fail(title, graph_case_name, "your function returned None inside tf.function",
+             hint="return the result (it did on numpy arrays: is a `return` inside an `if`?).")
+    got = tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, got)
+    got_array = as_array(got)
+    expected = post(np.asarray(reference(*args), np.float64))
+    reason = compare(expected, post(got_array) if got_array is not None else got, atol, rtol)
+    if reason is not None:
+        fail(title, graph_case_name, "inside tf.function the answer differs from the right one "
+             f"(which it gave on numpy arrays): {reason}", expected, got, hint=(
+                 "a Python `if`, `for` or `len()` on a tensor's values or size behaves "
+                 "differently in a graph: use ops.where for choices and ops.shape(x) for sizes."))
+
+
+def cases_and_graph(title, fn, cases, reference, graph, variants=(), names=None,
+                    generic_hint=None, atol=1e-4, rtol=1e-4, post=None, source="frcnn_lib"):
+    """The check of a part of the detector: every case against ``reference``, then
+    ``graph = (case_index, tensor_args)``: that case inside ``tf.function``."""
+    value_cases(title, fn, cases, reference, variants, names, generic_hint, atol, rtol, post)
+    index, tensor_args = graph
+    case, args = cases[index]
+    graph_case(title, fn, case, args, tensor_args, reference, atol, rtol, post)
+    return passed(title, f"{len(cases)} cases agree with {source} ("
+                  + ", ".join(c for c, _ in cases) + f"), and '{case}' also inside tf.function "
+                  "(the compiled training step)")
 
 
 # ----------------------------------------------------------------- VOC -> xyxy
@@ -43,7 +162,12 @@ _VOC_VARIANTS = [
 ]
 
 
-@checker("voc_to_xyxy")
+def voc_to_xyxy(voc_boxes):
+    """The library's answer in the exercise's signature: ``(N, 4)`` VOC corners -> xyxy."""
+    return _voc_reference(voc_boxes).astype(np.float32)
+
+
+@checker("voc_to_xyxy", reference=voc_to_xyxy, library=voc_reader._read_annotation)
 def check_voc_to_xyxy(fn):
     """Check ``fn(voc_boxes (N, 4)) -> (N, 4)``: VOC 1-based inclusive corners to xyxy."""
     cases = [
@@ -79,7 +203,8 @@ _YXYX_VARIANTS = [
 ]
 
 
-@checker("to_normalized_yxyx")
+@checker("to_normalized_yxyx", reference=box_ops.to_normalized_yxyx,
+         library=box_ops.to_normalized_yxyx)
 def check_to_normalized_yxyx(fn):
     """Check ``fn(boxes (N, 4) xyxy, height, width) -> (N, 4)`` normalised yxyx."""
     cases = [
@@ -126,7 +251,7 @@ _IOU_VARIANTS = [
 ]
 
 
-@checker("iou")
+@checker("iou", reference=box_ops.iou, library=box_ops.iou, part="iou")
 def check_iou(fn):
     """Check ``fn(boxes_a (N, 4), boxes_b (M, 4)) -> (N, M)`` pairwise IoU."""
     sq = np.array([[0, 0, 10, 10]], np.float32)
@@ -144,58 +269,182 @@ def check_iou(fn):
                                                np.array([[3, 3, 3, 3]], np.float32))),
         ("5 x 3 random boxes (seeded)", (_random_boxes(_rng(2), 5), _random_boxes(_rng(3), 3))),
     ]
-    return run_cases("iou", fn, cases, _iou_reference, _IOU_VARIANTS, ["boxes_a", "boxes_b"],
-                     generic_hint="IoU = intersection / union; the result is (N, M), row i for "
-                                  "boxes_a[i].")
+    return cases_and_graph("iou", fn, cases, _iou_reference, (len(cases) - 1, (0, 1)),
+                           _IOU_VARIANTS, ["boxes_a", "boxes_b"],
+                           generic_hint="IoU = intersection / union; the result is (N, M), row i "
+                                        "for boxes_a[i].", source="frcnn_lib.boxes.iou")
 
 
-# ----------------------------------------------------------------- decoding deltas
-def _decode_reference(deltas, anchors):
-    return box_ops.decode(deltas, anchors).numpy()
+# ----------------------------------------------------------------- encoding and decoding deltas
+def _centre_size(boxes, corners=False):
+    b = np.asarray(boxes, np.float64)
+    w, h = b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]
+    if corners:
+        return b[..., 0], b[..., 1], w, h
+    return b[..., 0] + w / 2, b[..., 1] + h / 2, w, h
 
 
-def _decode_np(deltas, anchors, clamp=True, use_exp=True, dtype=np.float64, corner=False):
+def _encode_reference(boxes, anchors, weights=(1.0, 1.0, 1.0, 1.0)):
+    return box_ops.encode(boxes, anchors, weights).numpy()
+
+
+def _encode_np(boxes, anchors, weights=(1.0, 1.0, 1.0, 1.0), size="log", by="anchor",
+               corners=False, use_weights="multiply"):
+    """numpy deltas with knobs for the usual mistakes."""
+    x, y, w, h = _centre_size(boxes, corners)
+    ax, ay, aw, ah = _centre_size(anchors, corners)
+    dw, dh = (w, h) if by == "box" else (aw, ah)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tw, th = {"log": (np.log(w / aw), np.log(h / ah)), "ratio": (w / aw, h / ah),
+                  "ratio-1": (w / aw - 1, h / ah - 1),
+                  "inverted": (np.log(aw / w), np.log(ah / h))}[size]
+        t = np.stack(np.broadcast_arrays((x - ax) / dw, (y - ay) / dh, tw, th), axis=-1)
+    wts = np.asarray(weights, np.float64)
+    return {"multiply": t * wts, "ignore": t, "divide": t / wts}[use_weights]
+
+
+_ENCODE_VARIANTS = [
+    ("tw, th have no log: tw = log(w / wa), th = log(h / ha) (the size is regressed in log "
+     "space, so doubling and halving are symmetric).",
+     lambda b, a, w=(1, 1, 1, 1): _encode_np(b, a, w, size="ratio")),
+    ("tw, th have no log: tw = log(w / wa), th = log(h / ha), not w / wa - 1.",
+     lambda b, a, w=(1, 1, 1, 1): _encode_np(b, a, w, size="ratio-1")),
+    ("tw and th have the wrong sign: tw = log(w / wa), the box's size over the anchor's.",
+     lambda b, a, w=(1, 1, 1, 1): _encode_np(b, a, w, size="inverted")),
+    ("the shift is divided by the box's size: divide by the ANCHOR's, tx = (x - xa) / wa "
+     "(the anchor is what the network sees; the target box is what it must find).",
+     lambda b, a, w=(1, 1, 1, 1): _encode_np(b, a, w, by="box")),
+    ("the shift is measured between corners: tx moves the centre, tx = (x - xa) / wa with "
+     "x = (x1 + x2) / 2 and xa = (xa1 + xa2) / 2.",
+     lambda b, a, w=(1, 1, 1, 1): _encode_np(b, a, w, corners=True)),
+    ("the weights are ignored: multiply (tx, ty, tw, th) by (wx, wy, ww, wh) (R-CNN uses "
+     "(10, 10, 5, 5)).", lambda b, a, w=(1, 1, 1, 1): _encode_np(b, a, w, use_weights="ignore")),
+    ("the deltas are divided by the weights: multiply them (decode divides).",
+     lambda b, a, w=(1, 1, 1, 1): _encode_np(b, a, w, use_weights="divide")),
+]
+
+
+def _coder_cases(kind):
+    """Cases of encode (``kind="encode"``: boxes, anchors) or decode (deltas, anchors)."""
+    f = np.float32
+    rng = _rng(4 if kind == "decode" else 16)
+    anchor = np.array([[8, 4, 40, 20]], f)                                 # 32 x 16 at (24, 12)
+    rand_anchors = _random_boxes(rng, 6)
+    batch_anchors = _random_boxes(rng, 6).reshape(2, 3, 1, 4)             # (B, R, 1, 4)
+    if kind == "encode":
+        jitter = rng.normal(0, 3, (6, 4)).astype(f)
+        rand_boxes = rand_anchors + jitter
+        rand_boxes[:, 2:] = np.maximum(rand_boxes[:, 2:], rand_boxes[:, :2] + 1)
+        batch_boxes = np.repeat(batch_anchors, 5, axis=2) + rng.normal(0, 3, (2, 3, 5, 4)).astype(f)
+        batch_boxes[..., 2:] = np.maximum(batch_boxes[..., 2:], batch_boxes[..., :2] + 1)
+        return [
+            ("a box equal to its anchor gives zeros", (anchor.copy(), anchor, (1.0, 1.0, 1.0, 1.0))),
+            ("shifted by half the anchor's width and height",
+             (anchor + np.array([16, 8, 16, 8], f), anchor, (1.0, 1.0, 1.0, 1.0))),
+            ("twice as wide, half as high, same centre",
+             (np.array([[-8, 8, 56, 16]], f), anchor, (1.0, 1.0, 1.0, 1.0))),
+            ("6 random boxes, no weights given: (1, 1, 1, 1) (seeded)", (rand_boxes, rand_anchors)),
+            ("6 random boxes, R-CNN weights (10, 10, 5, 5) (seeded)",
+             (rand_boxes, rand_anchors, (10.0, 10.0, 5.0, 5.0))),
+            ("boxes (2, 3, 5, 4) against anchors (2, 3, 1, 4) (broadcast), weights (1, 2, 3, 4)",
+             (batch_boxes, batch_anchors, (1.0, 2.0, 3.0, 4.0))),
+        ]
+    return [
+        ("zero deltas give the anchor back, no weights given", (np.zeros((1, 4), f), anchor)),
+        ("a shift by half a width and a height",
+         (np.array([[0.5, -0.5, 0, 0]], f), anchor, (1.0, 1.0, 1.0, 1.0))),
+        ("double width, half height",
+         (np.array([[0, 0, math.log(2), -math.log(2)]], f), anchor, (1.0, 1.0, 1.0, 1.0))),
+        ("a huge tw = 80 (an untrained network)",
+         (np.array([[0, 0, 80, 0]], f), anchor, (1.0, 1.0, 1.0, 1.0))),
+        ("6 random deltas, R-CNN weights (10, 10, 5, 5) (seeded)",
+         (rng.normal(0, 2, (6, 4)).astype(f), rand_anchors, (10.0, 10.0, 5.0, 5.0))),
+        ("th = 25 with wh = 5: the clamp comes after dividing by the weight",
+         (np.array([[0, 0, 15, 25]], f), anchor, (10.0, 10.0, 5.0, 5.0))),
+        ("deltas (2, 3, 5, 4) on anchors (2, 3, 1, 4) (broadcast), weights (10, 10, 5, 5)",
+         (rng.normal(0, 2, (2, 3, 5, 4)).astype(f), batch_anchors, (10.0, 10.0, 5.0, 5.0))),
+    ]
+
+
+@checker("encode", reference=box_ops.encode, library=box_ops.encode, part="encode")
+def check_encode(fn):
+    """Check ``fn(boxes (..., 4), anchors (..., 4), weights=(1, 1, 1, 1)) -> deltas (..., 4)``:
+    ``(tx, ty, tw, th)`` times the weights, anchors broadcast against boxes."""
+    title = "encode"
+    cases = _coder_cases("encode")
+    value_cases(title, fn, cases, _encode_reference, _ENCODE_VARIANTS,
+                ["boxes", "anchors", "weights"],
+                generic_hint="tx = wx (x - xa) / wa, ty = wy (y - ya) / ha, tw = ww log(w / wa), "
+                             "th = wh log(h / ha), on centres and sizes.")
+    # The ground truth is padded with zero-size boxes: their targets must stay finite, or the
+    # box loss (a target times a weight of 0) is NaN.
+    padding = (np.array([[0, 0, 0, 0], [5, 5, 5, 9]], np.float32),
+               np.array([[0, 0, 16, 16], [2, 2, 10, 12]], np.float32), (1.0, 1.0, 1.0, 1.0))
+    case = "zero-size boxes (the ground truth's padding rows)"
+    got = as_array(call(title, case, fn, *padding))
+    if got is None or got.shape != (2, 4) or not np.isfinite(got).all():
+        fail(title, case, "the deltas are not finite", _encode_reference(*padding), got,
+             hint="floor the widths and heights at a tiny epsilon before the log (frcnn_lib: "
+                  "ops.maximum(w, 1e-6)): the ground truth is padded with zero-size boxes, and "
+                  "an -inf target makes the box loss NaN even where its weight is 0.",
+             inputs={"boxes": padding[0], "anchors": padding[1]})
+    graph_case(title, fn, cases[-1][0], cases[-1][1], (0, 1), _encode_reference)
+    return passed(title, f"{len(cases)} cases agree with frcnn_lib.boxes.encode ("
+                  + ", ".join(c for c, _ in cases) + "), zero-size boxes give finite deltas, "
+                  f"and '{cases[-1][0]}' also inside tf.function (the compiled training step)")
+
+
+def _decode_reference(deltas, anchors, weights=(1.0, 1.0, 1.0, 1.0)):
+    return box_ops.decode(deltas, anchors, weights).numpy()
+
+
+def _decode_np(deltas, anchors, weights=(1.0, 1.0, 1.0, 1.0), clamp="after", use_exp=True,
+               dtype=np.float64, corner=False, use_weights="divide"):
     d = np.asarray(deltas, dtype)
-    a = np.asarray(anchors, dtype)
-    aw, ah = a[:, 2] - a[:, 0], a[:, 3] - a[:, 1]
-    ax, ay = (a[:, 0] + a[:, 2]) / 2, (a[:, 1] + a[:, 3]) / 2
-    if corner:
-        ax, ay = a[:, 0], a[:, 1]
-    tw, th = d[:, 2], d[:, 3]
-    if clamp:
-        tw, th = np.minimum(tw, box_ops.DELTA_CLAMP), np.minimum(th, box_ops.DELTA_CLAMP)
+    wts = np.asarray(weights, dtype)
+    ax, ay, aw, ah = _centre_size(np.asarray(anchors, dtype), corner)
+    tw, th = d[..., 2], d[..., 3]
+    lim = dtype(box_ops.DELTA_CLAMP)
+    if clamp == "before":
+        tw, th = np.minimum(tw, lim), np.minimum(th, lim)
+    scale = {"divide": 1.0 / wts, "ignore": np.ones(4, dtype), "multiply": wts}[use_weights]
+    tx, ty, tw, th = d[..., 0] * scale[0], d[..., 1] * scale[1], tw * scale[2], th * scale[3]
+    if clamp == "after":
+        tw, th = np.minimum(tw, lim), np.minimum(th, lim)
     with np.errstate(over="ignore", invalid="ignore"):
         w = (np.exp(tw) if use_exp else 1 + tw) * aw
         h = (np.exp(th) if use_exp else 1 + th) * ah
-        cx, cy = ax + d[:, 0] * aw, ay + d[:, 1] * ah
-        return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+        cx, cy = ax + tx * aw, ay + ty * ah
+        return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
 
 
 _CLAMP_HINT = (f"a huge tw or th overflows exp: clamp tw and th at log(1000 / 16) = "
                f"{math.log(1000 / 16):.3f} before exp (as frcnn_lib.boxes.DELTA_CLAMP).")
+_ONE = (1.0, 1.0, 1.0, 1.0)
 _DECODE_VARIANTS = [
-    (_CLAMP_HINT, lambda d, a: _decode_np(d, a, clamp=False, dtype=np.float32)),
-    (_CLAMP_HINT, lambda d, a: _decode_np(d, a, clamp=False, dtype=np.float64)),
+    (_CLAMP_HINT, lambda d, a, w=_ONE: _decode_np(d, a, w, clamp=None, dtype=np.float32)),
+    (_CLAMP_HINT, lambda d, a, w=_ONE: _decode_np(d, a, w, clamp=None)),
+    ("the clamp comes before dividing by the weight: divide tw by ww first, then clamp at "
+     "log(1000 / 16) (the clamp bounds the size change, whatever the weights).",
+     lambda d, a, w=_ONE: _decode_np(d, a, w, clamp="before")),
     ("the size uses (1 + tw) * wa: it is exp(tw) * wa, since tw = log(w / wa).",
-     lambda d, a: _decode_np(d, a, use_exp=False)),
+     lambda d, a, w=_ONE: _decode_np(d, a, w, use_exp=False)),
     ("the shift starts from the anchor's corner: tx moves the centre, x = xa + tx * wa with "
-     "xa = (x1 + x2) / 2.", lambda d, a: _decode_np(d, a, corner=True)),
+     "xa = (x1 + x2) / 2.", lambda d, a, w=_ONE: _decode_np(d, a, w, corner=True)),
+    ("the weights are ignored: divide (tx, ty, tw, th) by (wx, wy, ww, wh) first (encode "
+     "multiplied them in).", lambda d, a, w=_ONE: _decode_np(d, a, w, use_weights="ignore")),
+    ("the deltas are multiplied by the weights: decode divides by them (encode multiplied).",
+     lambda d, a, w=_ONE: _decode_np(d, a, w, use_weights="multiply")),
 ]
 
 
-@checker("decode")
+@checker("decode", reference=box_ops.decode, library=box_ops.decode, part="decode")
 def check_decode(fn):
-    """Check ``fn(deltas (N, 4), anchors (N, 4)) -> boxes (N, 4)`` xyxy, unit weights."""
-    anchors = np.array([[0, 0, 32, 16]], np.float32)
-    rng = _rng(4)
-    rand_anchors = _random_boxes(rng, 6)
-    cases = [
-        ("zero deltas give the anchor back", (np.zeros((1, 4), np.float32), anchors)),
-        ("a shift by half a width and a height", (np.array([[0.5, -0.5, 0, 0]], np.float32), anchors)),
-        ("double width, half height", (np.array([[0, 0, math.log(2), -math.log(2)]], np.float32), anchors)),
-        ("a huge tw = 80 (an untrained network)", (np.array([[0, 0, 80, 0]], np.float32), anchors)),
-        ("6 random deltas and anchors (seeded)",
-         (rng.normal(0, 0.5, (6, 4)).astype(np.float32), rand_anchors)),
-    ]
-    return run_cases("decode", fn, cases, _decode_reference, _DECODE_VARIANTS,
-                     ["deltas", "anchors"], atol=1e-3)
+    """Check ``fn(deltas (..., 4), anchors (..., 4), weights=(1, 1, 1, 1)) -> boxes (..., 4)``
+    xyxy, with ``tw / ww`` and ``th / wh`` clamped at ``log(1000 / 16)`` before ``exp``."""
+    cases = _coder_cases("decode")
+    return cases_and_graph("decode", fn, cases, _decode_reference, (len(cases) - 1, (0, 1)),
+                           _DECODE_VARIANTS, ["deltas", "anchors", "weights"], atol=1e-3,
+                           generic_hint="x = xa + (tx / wx) wa, w = exp(min(tw / ww, log(1000/16))) "
+                                        "wa (same for y, h), then the corners.",
+                           source="frcnn_lib.boxes.decode")

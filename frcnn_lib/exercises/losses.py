@@ -7,6 +7,7 @@ import numpy as np
 
 from frcnn_lib import losses
 from frcnn_lib.exercises._report import checker, run_cases
+from frcnn_lib.exercises.boxes import cases_and_graph
 
 
 # ----------------------------------------------------------------- smooth-L1
@@ -37,7 +38,7 @@ _SL1_VARIANTS = [
 ]
 
 
-@checker("smooth_l1")
+@checker("smooth_l1", reference=losses.smooth_l1, library=losses.smooth_l1, part="smooth_l1")
 def check_smooth_l1(fn):
     """Check ``fn(x, sigma) -> elementwise smooth-L1``, any shape."""
     pts = np.array([-3.0, -1.0, -0.5, 0.0, 0.05, 0.5, 0.999, 1.0, 2.0], np.float32)
@@ -49,21 +50,36 @@ def check_smooth_l1(fn):
         ("sigma = 0.5, switch at |x| = 4", (np.array([-5.0, -2.0, 0.5, 3.9, 4.0, 6.0], np.float32), 0.5)),
         ("a (2, 3, 4) array, sigma = 3 (seeded)", (rng.normal(0, 0.5, (2, 3, 4)).astype(np.float32), 3.0)),
     ]
-    return run_cases("smooth_l1", fn, cases, _smooth_l1_reference, _SL1_VARIANTS, ["x", "sigma"],
-                     generic_hint="0.5 * (sigma * x)**2 where |x| < 1 / sigma**2, else "
-                                  "|x| - 0.5 / sigma**2.")
+    return cases_and_graph("smooth_l1", fn, cases, _smooth_l1_reference, (len(cases) - 1, (0,)),
+                           _SL1_VARIANTS, ["x", "sigma"],
+                           generic_hint="0.5 * (sigma * x)**2 where |x| < 1 / sigma**2, else "
+                                        "|x| - 0.5 / sigma**2.", source="frcnn_lib.losses.smooth_l1")
 
 
 # ----------------------------------------------------------------- the RPN losses
-def _rpn_reference(logits, deltas, labels, target_deltas, sigma):
+def rpn_losses(logits, deltas, labels, target_deltas, sigma=3.0):
+    """The library's answer in the exercise's signature: ``(objectness_loss, box_loss)``, as
+    ``FasterRCNN.compute_losses`` gets them from :mod:`frcnn_lib.losses`: the cross-entropy
+    over the sampled anchors (label 0 or 1), the smooth-L1 (summed over the 4 coordinates)
+    over the positives; both divided by the number of sampled anchors of the WHOLE batch."""
+    labels = np.asarray(labels)
     sampled = labels >= 0
-    obj = losses.objectness_loss(logits, labels, sampled).numpy()
-    box = losses.box_regression_loss(deltas, target_deltas, labels == 1, sampled, sigma).numpy()
-    return np.array([obj, box])
+    obj = losses.objectness_loss(logits, labels, sampled)
+    box = losses.box_regression_loss(deltas, target_deltas, labels == 1, sampled, sigma)
+    return obj, box
+
+
+def _rpn_reference(logits, deltas, labels, target_deltas, sigma):
+    obj, box = rpn_losses(logits, deltas, labels, target_deltas, sigma)
+    return np.array([float(obj), float(box)])
 
 
 def _rpn_np(logits, deltas, labels, targets, sigma, bce_on="sampled", box_norm="sampled",
-            box_on="positive", coord="sum"):
+            box_on="positive", coord="sum", per_image=False):
+    if per_image:   # each image normalised by its own count, then the mean over the images
+        return np.mean([_rpn_np(logits[i:i + 1], deltas[i:i + 1], labels[i:i + 1],
+                                targets[i:i + 1], sigma, bce_on, box_norm, box_on, coord)
+                        for i in range(len(labels))], axis=0)
     z = np.asarray(logits, np.float64)
     y = (labels == 1).astype(np.float64)
     bce = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
@@ -77,12 +93,14 @@ def _rpn_np(logits, deltas, labels, targets, sigma, bce_on="sampled", box_norm="
     return np.array([obj, (per * box_mask).sum() / max(norm, 1)])
 
 
+_BATCH = ("both losses are divided by the number of sampled anchors of the WHOLE batch "
+          "(labels >= 0 summed over every image), not per image and then averaged")
 _RPN_VARIANTS = [
     ("the objectness loss includes the ignored anchors (label -1): average the cross-entropy "
      "over the sampled anchors only (label 0 or 1).",
      lambda *a: _rpn_np(*a, bce_on="all")),
     ("the box loss is divided by the number of positives: it is divided by the number of "
-     "sampled anchors, like the objectness loss (frcnn_lib's convention).",
+     "sampled anchors of the whole batch, like the objectness loss (frcnn_lib's convention).",
      lambda *a: _rpn_np(*a, box_norm="positive")),
     ("the box loss includes the negatives: only positive anchors (label 1) have a box target.",
      lambda *a: _rpn_np(*a, box_on="sampled")),
@@ -90,18 +108,25 @@ _RPN_VARIANTS = [
      lambda lo, d, la, t, s: _rpn_np(lo, d, la, t, 1.0)),
     ("the smooth-L1 is averaged over the 4 coordinates: sum it over them.",
      lambda *a: _rpn_np(*a, coord="mean")),
+    (f"each image is normalised by its own count, then the images averaged: {_BATCH} "
+     "(frcnn_lib.losses, as py-faster-rcnn with one image per batch).",
+     lambda *a: _rpn_np(*a, per_image=True)),
+    (f"each image is normalised by its own count, and the box loss by its positives: {_BATCH}.",
+     lambda *a: _rpn_np(*a, per_image=True, box_norm="positive")),
 ]
 
 
-@checker("rpn_losses")
+@checker("rpn_losses", reference=rpn_losses, library=losses)
 def check_rpn_losses(fn):
     """Check ``fn(logits (B, N), deltas (B, N, 4), labels (B, N), target_deltas (B, N, 4),
-    sigma) -> (objectness_loss, box_loss)``, two scalars."""
-    rng = np.random.default_rng(7)
+    sigma) -> (objectness_loss, box_loss)``, two scalars, each normalised by the number of
+    sampled anchors (label 0 or 1) of the whole batch."""
 
-    def case(b, n, seed):
+    def case(b, n, seed, uneven=False):
         r = np.random.default_rng(seed)
         labels = r.choice([1, 0, 0, -1], size=(b, n)).astype(np.int32)
+        if uneven:   # images with very different numbers of sampled anchors
+            labels[0, n // 4:] = -1
         return (r.normal(0, 2, (b, n)).astype(np.float32),
                 r.normal(0, 0.3, (b, n, 4)).astype(np.float32), labels,
                 r.normal(0, 0.3, (b, n, 4)).astype(np.float32), 3.0)
@@ -109,11 +134,15 @@ def check_rpn_losses(fn):
     one = (np.array([[2.0, -1.0, 0.5, 3.0]], np.float32),
            np.array([[[0.1, 0, 0, 0], [0, 0, 0, 0], [0.5, -0.5, 0.2, 0], [9, 9, 9, 9]]], np.float32),
            np.array([[1, 0, 1, -1]], np.int32), np.zeros((1, 4, 4), np.float32), 3.0)
-    del rng
     cases = [
         ("4 anchors by hand: 2 positive, 1 negative, 1 ignored", one),
         ("a batch of 2 images x 50 anchors (seeded)", case(2, 50, 8)),
+        ("2 images, the first with a quarter as many sampled anchors (seeded)",
+         case(2, 80, 10, uneven=True)),
         ("a batch of 3 images x 200 anchors (seeded)", case(3, 200, 9)),
     ]
     return run_cases("rpn_losses", fn, cases, _rpn_reference, _RPN_VARIANTS,
-                     ["logits", "deltas", "labels", "target_deltas", "sigma"], atol=1e-4)
+                     ["logits", "deltas", "labels", "target_deltas", "sigma"], atol=1e-4,
+                     generic_hint="objectness: binary cross-entropy of the sampled anchors "
+                                  "(label 0 or 1); box: smooth-L1 with sigma, summed over the 4 "
+                                  f"coordinates, of the positives only; {_BATCH}.")

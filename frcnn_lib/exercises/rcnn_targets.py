@@ -9,8 +9,17 @@ Shape glossary: ``R`` RoIs, ``G`` ground-truth boxes.
 import numpy as np
 
 from frcnn_lib import boxes as box_ops
+from frcnn_lib import targets
 from frcnn_lib.exercises._report import checker, run_cases
 from frcnn_lib.exercises.boxes import _iou_np, _random_boxes
+
+
+def label_rois(rois, gt_boxes, gt_labels, foreground_iou, background_iou_low,
+               background_iou_high):
+    """The library's answer in the exercise's signature: ``(R,)`` labels, the matched object's
+    class, 0 (background) or -1, by the rule of :func:`frcnn_lib.targets.rcnn_targets`."""
+    return _labels_reference(rois, gt_boxes, gt_labels, foreground_iou, background_iou_low,
+                             background_iou_high)
 
 
 def _labels_reference(rois, gt_boxes, gt_labels, fg_iou, bg_low, bg_high):
@@ -21,10 +30,10 @@ def _labels_reference(rois, gt_boxes, gt_labels, fg_iou, bg_low, bg_high):
 
 
 def _labels_np(rois, gt_boxes, gt_labels, fg, lo, hi, as_one=False, no_low=False,
-               strict=False, index=False):
+               strict=False, index=False, first=False):
     ious = _iou_np(rois, gt_boxes)
     best = ious.max(axis=1)
-    j = ious.argmax(axis=1)
+    j = np.zeros(len(ious), int) if first else ious.argmax(axis=1)
     cls = np.ones_like(j) if as_one else (j + 1 if index else np.asarray(gt_labels)[j])
     fg_mask = best > fg if strict else best >= fg
     bg_mask = (best < hi) if no_low else (best >= lo) & (best < hi)
@@ -41,10 +50,12 @@ _RCNN_VARIANTS = [
      "IoU in [background_iou_low, background_iou_high).", lambda *a: _labels_np(*a, no_low=True)),
     ("an IoU equal to foreground_iou is foreground: use >=, not >.",
      lambda *a: _labels_np(*a, strict=True)),
+    ("the class is taken from the first object, not the best-overlapping one: gt_labels[j] with "
+     "j = argmax of the RoI's IoU row.", lambda *a: _labels_np(*a, first=True)),
 ]
 
 
-@checker("label_rois")
+@checker("label_rois", reference=label_rois, library=targets.rcnn_targets)
 def check_label_rois(fn):
     """Check ``fn(rois (R, 4), gt_boxes (G, 4), gt_labels (G,), foreground_iou,
     background_iou_low, background_iou_high) -> labels (R,)``: class, 0 or -1."""

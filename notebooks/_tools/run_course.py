@@ -152,15 +152,37 @@ def run_notebook(path: Path, timeout: int | None = None) -> float:
     return seconds
 
 
+def promote_reference_answers() -> list[str]:
+    """Fill the learner's parts folder (``runs/course/learner/``) with the reference answers,
+    as if a learner had solved notebooks 03-08: notebook 09 then trains a learner's detector.
+    (The committed notebooks keep their stubs; their exercise cells show the TODO banners.)"""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import reference_answers
+    from frcnn_lib.course import learner_parts_dir
+    from frcnn_lib.exercises import CHECKS_BY_PART
+    from frcnn_lib.exercises.adopt import save_part
+    folder = learner_parts_dir(ROOT)
+    written = []
+    for part, check in CHECKS_BY_PART.items():
+        save_part(reference_answers.PROMOTABLE[part], check, folder)
+        written.append(part)
+    return written
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("prefixes", nargs="*", help="run only notebooks whose file names start with these")
     # A finite timeout, always: with none, nbclient's reply poll can hit an `assert timeout is not None`
     # (an AssertionError with no message) when the kernel is quiet for a while, e.g. behind a widget.
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell (default: 3600)")
+    parser.add_argument("--promote-reference-answers", action="store_true",
+                        help="before notebook 09, write the reference answers to runs/course/learner/ "
+                             "(how the committed outputs of 09 show a learner's detector trained)")
     args = parser.parse_args(argv)
     times = []
     for path in course_notebooks(args.prefixes):
+        if args.promote_reference_answers and path.name.startswith("09"):
+            print("learner's parts from the reference answers:", ", ".join(promote_reference_answers()))
         print(f"running {path.name} ...", flush=True)
         try:
             seconds = run_notebook(path, args.timeout)
