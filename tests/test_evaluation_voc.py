@@ -262,6 +262,57 @@ def test_matches_devkit_reference_on_random_data(seed):
             assert ours["mAP"] == pytest.approx(np.mean(aps) if aps else math.nan, nan_ok=True)
 
 
+# ------------------------------------------------------- ap_fn: the AP rule is replaceable
+
+def test_ap_fn_voc_ap_gives_identical_results():
+    # Notebook 10 evaluates with the learner's AP through ap_fn: the library's own voc_ap
+    # there must change nothing, bit for bit.
+    for seed in range(6):
+        rng = np.random.default_rng(100 + seed)
+        detections, ground_truths = random_dataset(rng, 10, 3)
+        for threshold, use_07 in ((0.5, True), (0.5, False), (0.7, True)):
+            default = evaluate_voc(detections, ground_truths, 3, threshold, use_07)
+            same = evaluate_voc(detections, ground_truths, 3, threshold, use_07, ap_fn=voc_ap)
+            assert default.keys() == same.keys()
+            np.testing.assert_array_equal(same["mAP"], default["mAP"])  # NaN == NaN here
+            for key in ("AP", "num_ground_truths", "num_true_positives", "num_false_positives"):
+                assert same[key].keys() == default[key].keys()
+                for c in default[key]:
+                    np.testing.assert_array_equal(same[key][c], default[key][c])
+            for key in ("precision", "recall", "scores"):
+                for c in default[key]:
+                    np.testing.assert_array_equal(same[key][c], default[key][c])
+
+
+def test_ap_fn_is_called_instead_of_voc_ap():
+    detections, ground_truths = three_gts_four_detections()
+    # A second class with ground truth and a third without (its AP stays NaN, ap_fn not called).
+    detections[1] = det([[0, 0, 20, 10], [5, 5, 9, 9]], [.7, .4], [1, 2])
+    ground_truths[1] = gt([[0, 0, 20, 20], [5, 5, 9, 9]], [1, 2])
+    default = evaluate_voc(detections, ground_truths, num_classes=3, use_07_metric=False)
+    calls = []
+
+    def constant_ap(recall, precision, use_07_metric):
+        calls.append((np.array(recall), np.array(precision), use_07_metric))
+        return np.float32(0.25)          # not a Python float: evaluate_voc converts it
+
+    ours = evaluate_voc(detections, ground_truths, num_classes=3, use_07_metric=False,
+                        ap_fn=constant_ap)
+    assert [c[2] for c in calls] == [False, False]          # classes 1 and 2, use_07_metric passed on
+    for (recall, precision, _), c in zip(calls, (1, 2)):  # the curves are evaluate_voc's
+        np.testing.assert_array_equal(recall, default["recall"][c])
+        np.testing.assert_array_equal(precision, default["precision"][c])
+    assert ours["AP"][1] == ours["AP"][2] == 0.25 and type(ours["AP"][1]) is float
+    assert math.isnan(ours["AP"][3])
+    assert ours["mAP"] == 0.25 != default["mAP"]
+    assert ours["num_true_positives"] == default["num_true_positives"]
+    # An independent AP (the devkit loop above) gives the library's numbers through ap_fn too.
+    for use_07 in (True, False):
+        loop = evaluate_voc(detections, ground_truths, 3, use_07_metric=use_07, ap_fn=reference_ap)
+        lib = evaluate_voc(detections, ground_truths, 3, use_07_metric=use_07)
+        assert loop["mAP"] == pytest.approx(lib["mAP"], abs=1e-12)
+
+
 # --------------------------------------------------------------------------- bad input
 
 GOOD_GT = gt([[0, 0, 10, 10]], [1])
@@ -304,3 +355,8 @@ def test_bad_input_names_image_and_field(detections, ground_truths, message):
 def test_bad_options(kwargs):
     with pytest.raises(FrcnnError):
         evaluate_voc([GOOD_DET], [GOOD_GT], **kwargs)
+
+
+def test_ap_fn_must_be_callable():
+    with pytest.raises(FrcnnError, match="ap_fn must be a function"):
+        evaluate_voc([GOOD_DET], [GOOD_GT], num_classes=1, ap_fn=0.5)

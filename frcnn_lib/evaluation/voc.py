@@ -154,7 +154,8 @@ def _class_curve(tp, fp, npos):
     return recall, precision
 
 
-def evaluate_voc(detections, ground_truths, num_classes, iou_threshold=0.5, use_07_metric=True):
+def evaluate_voc(detections, ground_truths, num_classes, iou_threshold=0.5, use_07_metric=True,
+                 ap_fn=None):
     """Pascal VOC mAP of ``detections`` against ``ground_truths`` (rules in module docstring).
 
     Args:
@@ -165,6 +166,11 @@ def evaluate_voc(detections, ground_truths, num_classes, iou_threshold=0.5, use_
       num_classes: K, object classes (background excluded).
       iou_threshold: a detection matches a ground truth when IoU ``>= iou_threshold``.
       use_07_metric: VOC2007 11-point AP if True, else VOC2010+ area AP.
+      ap_fn: optional ``ap_fn(recall (n,), precision (n,), use_07_metric) -> float``, called
+        for each class with ground truth instead of :func:`voc_ap` (same arguments, its
+        result converted with ``float``); the matching and the curves are unchanged.  None
+        (the default) uses :func:`voc_ap`.  Notebook 10 passes the learner's AP here; passing
+        ``voc_ap`` itself gives exactly the default result.
 
     Returns:
       dict with ``"mAP"`` (mean AP over classes with ground truth) and, per class id
@@ -175,10 +181,13 @@ def evaluate_voc(detections, ground_truths, num_classes, iou_threshold=0.5, use_
 
     Raises:
       FrcnnError: lists of different lengths, a missing field, a wrong shape, a label
-        outside ``1..num_classes``, non-finite boxes or scores; the message names the
-        image index and field.
+        outside ``1..num_classes``, non-finite boxes or scores (the message names the
+        image index and field); an ``ap_fn`` that is not callable.
     """
     num_classes = check_num_classes(num_classes)
+    if ap_fn is not None and not callable(ap_fn):
+        raise FrcnnError(f"ap_fn must be a function (recall, precision, use_07_metric) -> AP, "
+                         f"got {type(ap_fn).__name__}")
     if not isinstance(iou_threshold, (int, float, np.number)) or not 0.0 < iou_threshold <= 1.0:
         raise FrcnnError(f"iou_threshold must be in (0, 1], got {iou_threshold!r}")
     check_lists(detections, ground_truths)
@@ -190,13 +199,15 @@ def evaluate_voc(detections, ground_truths, num_classes, iou_threshold=0.5, use_
     order = np.lexsort((-det.scores, det.labels))  # by class, then by score; stable
     tp, fp, ignored = _classify(det, gt, jmax, order)
     per_class = _per_class(det.labels[order], det.scores[order], tp, fp, ignored, gt,
-                           num_classes, use_07_metric)
+                           num_classes, use_07_metric, ap_fn)
     aps = [ap for ap in per_class["AP"].values() if not np.isnan(ap)]
     return {"mAP": float(np.mean(aps)) if aps else float("nan"), **per_class}
 
 
-def _per_class(labels, scores, tp, fp, ignored, gt, num_classes, use_07_metric):
-    """The per-class entries of :func:`evaluate_voc`'s result from the sorted ``(D,)`` flags."""
+def _per_class(labels, scores, tp, fp, ignored, gt, num_classes, use_07_metric, ap_fn=None):
+    """The per-class entries of :func:`evaluate_voc`'s result from the sorted ``(D,)`` flags;
+    each class's AP is ``ap_fn(recall, precision, use_07_metric)`` (default :func:`voc_ap`)."""
+    ap_fn = voc_ap if ap_fn is None else ap_fn
     bounds = np.searchsorted(labels, np.arange(1, num_classes + 2))  # class c: [c-1, c)
     npos = np.bincount(gt.labels[~gt.flag], minlength=num_classes + 1)
     ndiff = np.bincount(gt.labels[gt.flag], minlength=num_classes + 1)
@@ -207,7 +218,7 @@ def _per_class(labels, scores, tp, fp, ignored, gt, num_classes, use_07_metric):
         rows = slice(bounds[c - 1], bounds[c])
         kept = ~ignored[rows]
         recall, precision = _class_curve(tp[rows][kept], fp[rows][kept], npos[c])
-        out["AP"][c] = voc_ap(recall, precision, use_07_metric) if npos[c] else float("nan")
+        out["AP"][c] = float(ap_fn(recall, precision, use_07_metric)) if npos[c] else float("nan")
         out["precision"][c], out["recall"][c] = precision, recall
         out["scores"][c] = scores[rows][kept]
         out["num_ground_truths"][c], out["num_difficult"][c] = int(npos[c]), int(ndiff[c])
