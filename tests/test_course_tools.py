@@ -59,3 +59,17 @@ def test_course_notebooks_are_found_in_order():
     names = [p.name for p in run_course.course_notebooks()]
     assert names == sorted(names) and names[0].startswith("01_") and len(names) >= 11
     assert [p.name[:2] for p in run_course.course_notebooks(["03", "10"])] == ["03", "10"]
+
+
+def test_promote_reference_answers_fills_the_learner_parts_that_notebook_09_promotes(tmp_path, monkeypatch, capsys):
+    # make course runs `run_course.py --promote-reference-answers`: before notebook 09, the
+    # reference answers go to runs/course/learner/, as if a learner had solved 03-08.
+    from frcnn_lib.exercises import CHECKS_BY_PART, load_learner_parts
+    monkeypatch.setattr(run_course, "ROOT", tmp_path)
+    written = run_course.promote_reference_answers()
+    assert sorted(written) == sorted(CHECKS_BY_PART)
+    folder = tmp_path / "runs" / "course" / "learner"
+    assert sorted(p.stem for p in folder.glob("*.py")) == sorted(CHECKS_BY_PART)
+    found = load_learner_parts(folder)
+    assert sorted(found) == sorted(CHECKS_BY_PART)           # each one checked again, and passes
+    assert "frcnn_lib   (" not in capsys.readouterr().out
