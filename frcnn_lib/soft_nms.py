@@ -14,13 +14,15 @@ paper), so that a second object hidden behind the first keeps a chance::
         deactivate boxes with s_i <= score_threshold     (the paper prunes at 0.001)
 
 ``sigma = 0.5`` is the paper's setting for the Gaussian penalty (sec. 4).  Kept scores
-are the decayed ones, so they come out in non-increasing order.  Class-wise: boxes of
-different labels are shifted apart first (as ``nms.batched_nms`` does), so their IoU is 0
-and they never decay each other.
+are the decayed ones, so they come out in non-increasing order.  Class-wise: the IoU of
+boxes of different labels is masked to 0 (as in ``nms.batched_nms``), so they never decay
+each other; IoUs are computed on the boxes as given, never on boxes shifted apart per label
+(float32 would round large shifted coordinates, and so the IoUs).
 
 Graph-friendly: a ``tf.while_loop`` with exactly ``D`` iterations over ``(B, N)`` tensors
 (one IoU row ``(B, N)`` per iteration, never the ``(N, N)`` matrix), static shapes, no
-``tf.image`` NMS kernel, so XLA compiles it.
+``tf.image`` NMS kernel, so XLA compiles it.  ``N = 0`` gives all pads (one extra inactive
+box is appended inside, so that the arg-max always has something to reduce).
 """
 import tensorflow as tf
 
@@ -42,15 +44,18 @@ def soft_nms(boxes, scores, sigma, max_output_size, score_threshold=0.0, labels=
     """
     boxes = tf.convert_to_tensor(boxes, tf.float32)
     scores = tf.cast(scores, tf.float32)
-    if labels is not None:
-        span = tf.reduce_max(tf.abs(boxes)) + 1.0
-        boxes = boxes + tf.cast(labels, tf.float32)[..., None] * 2.0 * span
     threshold = tf.constant(score_threshold, tf.float32)
     batch = tf.shape(scores)[0]
     rows = tf.range(batch)
     active = scores > threshold                                          # (B, N)
     if valid is not None:
-        active = tf.logical_and(active, valid)
+        active = tf.logical_and(active, tf.cast(valid, tf.bool))
+    # One inactive box appended (index N, never kept): N = 0 then works like any N.
+    boxes = tf.pad(boxes, [[0, 0], [0, 1], [0, 0]])
+    scores = tf.pad(scores, [[0, 0], [0, 1]])
+    active = tf.pad(active, [[0, 0], [0, 1]])
+    if labels is not None:
+        labels = tf.pad(tf.cast(labels, tf.int32), [[0, 0], [0, 1]], constant_values=-1)
     kept_indices = tf.TensorArray(tf.int32, size=max_output_size, element_shape=tf.TensorShape([None]))
     kept_scores = tf.TensorArray(tf.float32, size=max_output_size, element_shape=tf.TensorShape([None]))
 
@@ -63,6 +68,12 @@ def soft_nms(boxes, scores, sigma, max_output_size, score_threshold=0.0, labels=
         kept_scores = kept_scores.write(d, tf.where(found, best, 0.0))
         chosen = tf.gather(boxes, m, batch_dims=1)[:, None, :]            # (B, 1, 4)
         overlap = iou(chosen, boxes)[:, 0, :]                             # (B, N)
+        # A NaN IoU (a box with a NaN coordinate) overlaps nothing, as in nms.py: it must not
+        # turn every other score into NaN.  Other labels overlap nothing either.
+        overlaps = overlap > 0.0
+        if labels is not None:
+            overlaps &= tf.equal(labels, tf.gather(labels, m, batch_dims=1)[:, None])
+        overlap = tf.where(overlaps, overlap, 0.0)
         decayed = current * tf.exp(-tf.square(overlap) / sigma)
         not_chosen = tf.tensor_scatter_nd_update(active, tf.stack([rows, m], 1),
                                                  tf.zeros([batch], tf.bool))

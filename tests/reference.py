@@ -160,6 +160,45 @@ def batched_nms(boxes, scores, labels, iou_threshold, max_output_size):
     return keep[:max_output_size]
 
 
+def greedy_nms_masks(boxes, scores, iou_threshold, max_output_size, labels=None):
+    """Greedy NMS written a second way, for the exactness tests: the order by ``np.lexsort``
+    (descending score, ties to the lower index), the IoU matrix at once, and suppression as a
+    boolean mask updated row by row; ``labels`` masks the IoU (class-wise).
+
+    The IoU is float32, one operation at a time in the order of ``boxes.iou``'s formula
+    (``max(min - max, 0)`` sides, ``|a| + |b| - |a ∩ b|``, one division; an empty union gives
+    0), so it is bit-equal to any float32 kernel that rounds each operation: a threshold
+    test can then not flip by rounding.  NaN IoUs (a box with a NaN coordinate) compare
+    False: such a box overlaps nothing.
+    """
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    s = np.asarray(scores, np.float32).reshape(-1)
+    n = len(s)
+    zero = np.float32(0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        area = np.maximum(b[:, 2] - b[:, 0], zero) * np.maximum(b[:, 3] - b[:, 1], zero)
+        iw = np.maximum(np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0]), zero)
+        ih = np.maximum(np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1]), zero)
+        inter = iw * ih
+        union = area[:, None] + area[None, :] - inter
+        overlap = np.where(union != 0, inter / np.where(union != 0, union, np.float32(1)), zero)
+        suppresses = overlap > np.float32(iou_threshold)
+    if labels is not None:
+        labels = np.asarray(labels).reshape(-1)
+        suppresses &= labels[:, None] == labels[None, :]
+    order = np.lexsort((np.arange(n), -s.astype(np.float64)))
+    gone = np.zeros(n, bool)
+    keep = []
+    for i in order:
+        if gone[i]:
+            continue
+        keep.append(int(i))
+        if len(keep) == max_output_size:
+            break
+        gone |= suppresses[i]
+    return keep
+
+
 # ----------------------------------------------------------------------------- RoI features
 def bilinear(feature, y, x):
     """``feature (H, W, C)`` at continuous ``(y, x)``, Detectron2's border rule: 0 more than

@@ -63,3 +63,13 @@ def test_floor_with_rpn_head_adds_a_new_rpn_and_leaves_the_models_alone():
     assert all(np.isfinite(t.numpy()) for t in step(images))
     for w, b in zip(model.rpn_head.weights, before):
         np.testing.assert_array_equal(w.numpy(), b)
+
+
+def test_gpu_check_nms_only_smoke_passes_with_tf32_on():
+    # Part 3 of gpu_check.py (tiled NMS == greedy NMS with TF32 forced on) in its smoke size;
+    # on a CPU TF32 changes nothing, so this checks that the check runs and agrees.
+    done = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "gpu_check.py"), "--smoke", "--nms-only"],
+                          cwd=BENCHMARKS, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "tiled NMS with TF32 on == greedy NMS: 9/9 runs" in done.stdout, done.stdout
+    assert "SUMMARY gpu_check: NMS with TF32 PASS [smoke]" in done.stdout

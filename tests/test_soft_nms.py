@@ -120,3 +120,52 @@ def test_model_option_round_trips_and_changes_the_scores():
     np.testing.assert_allclose(b["scores"][:, 0].numpy(), a["scores"][:, 0].numpy(), rtol=1e-5)
     with pytest.raises(FrcnnError, match="detections_soft_nms_sigma"):
         tiny_model(2, detections_soft_nms_sigma=-1.0)
+
+
+@pytest.mark.parametrize("classwise", [False, True])
+def test_no_boxes_gives_only_pads(classwise):
+    for batch in (1, 3):
+        boxes = np.zeros((batch, 0, 4), np.float32)
+        scores = np.zeros((batch, 0), np.float32)
+        labels = np.zeros((batch, 0), np.int32) if classwise else None
+        idx, out, num = soft_nms(boxes, scores, 0.5, 5, 0.001, labels=labels)
+        assert idx.shape == (batch, 5) and np.all(idx.numpy() == -1)
+        assert np.all(out.numpy() == 0) and num.numpy().tolist() == [0] * batch
+    compiled = tf.function(lambda b, s: soft_nms(b, s, 0.5, 5, 0.001), jit_compile=True)
+    idx, _, num = compiled(np.zeros((2, 0, 4), np.float32), np.zeros((2, 0), np.float32))
+    assert np.all(idx.numpy() == -1) and num.numpy().tolist() == [0, 0]
+
+
+def test_classwise_at_large_coordinates_decays_by_the_true_iou():
+    # Two boxes of one label at x = 214,000 with IoU 0.5000039 (see test_nms.py): the second
+    # decays by exp(-IoU**2 / sigma) of that IoU, not of an IoU rounded by a label shift.
+    far = 214000.0
+    boxes = np.array([[[far, 10, far + 325, 144], [far + 106.703125, 11, far + 431.703125, 145],
+                       [far, 10, far + 325, 144]]], np.float32)
+    scores = np.array([[0.9, 0.8, 0.7]], np.float32)
+    labels = np.array([[5, 5, 6]], np.int32)
+    idx, out, _ = soft_nms(boxes, scores, 0.5, 3, 0.0, labels=labels)
+    ref_i, ref_s = reference(boxes[0], scores[0], 0.5, 3, 0.0, labels[0])
+    assert idx[0].numpy().tolist() == ref_i == [0, 2, 1]
+    np.testing.assert_allclose(out[0].numpy(), ref_s, rtol=1e-6)
+    assert out[0, 1].numpy() == np.float32(0.7)                  # another label: not decayed
+    np.testing.assert_allclose(out[0, 2].numpy(), 0.8 * np.exp(-0.5000039 ** 2 / 0.5), rtol=1e-6)
+
+
+def test_a_non_finite_box_never_spreads():
+    # A box with a NaN or infinite coordinate overlaps nothing: kept with its own score, it
+    # decays no other box (a NaN IoU would have made every other score NaN and dropped them).
+    rng = np.random.default_rng(3)
+    boxes, scores, labels = random_case(rng, 30)
+    boxes[4] = [np.nan, 0, 20, 20]
+    boxes[9] = [-np.inf, -np.inf, np.inf, np.inf]
+    scores[4], scores[9] = 0.99, 0.98
+    finite = np.array([i for i in range(30) if i not in (4, 9)])
+    for lab in (None, labels):
+        idx, out, num = soft_nms(boxes[None], scores[None], 0.5, 30, 0.001,
+                                 labels=None if lab is None else lab[None])
+        ref_i, ref_s = reference(boxes[finite], scores[finite], 0.5, 30, 0.001,
+                                 None if lab is None else lab[finite])
+        n = int(num[0])
+        assert idx[0, :n].numpy().tolist() == [4, 9] + finite[ref_i].tolist()
+        np.testing.assert_allclose(out[0, :n].numpy(), [0.99, 0.98] + ref_s, rtol=1e-4, atol=1e-6)
