@@ -8,8 +8,16 @@ pipeline does (``frcnn_lib.datasets.pipeline``): aspect ratio kept (shorter side
 ``image_min_side``, longer side at most ``image_max_side``), padded bottom-right onto the
 canvas of its size (``pipeline.canvas_for``: sides rounded up to 32), and images of one
 canvas are batched together, so the compiled graph is traced once per canvas (a bounded
-set), never per image size.  Boxes are mapped back by the resize scale and clipped to the
-original image.
+set), never per image size.
+
+Mapping back: the model clips its boxes to the resized content ``(h', w')``, whose sides
+are ``h * scale``, ``w * scale`` rounded to whole pixels, so up to half a pixel of it lies
+beyond the original image.  Boxes are clipped to ``(w * scale, h * scale)`` first, in that
+space, then divided by ``scale`` (and clipped to ``(w, h)`` again, against rounding).
+Clipping only after the division squeezed a thin box in that last half pixel to zero area
+(a 0.1 px-tall detection at the bottom of a 101x300 image came back as
+``[18.75, 101, 93.75, 101]``); a box left with no area at all is dropped, so ``detect``
+never returns an empty box.
 """
 import numpy as np
 import tensorflow as tf
@@ -19,10 +27,13 @@ from frcnn_lib.datasets.records import is_int
 from frcnn_lib.errors import FrcnnError
 
 
-def detect_images(model, images, batch_size=4):
+def detect_images(model, images, batch_size=4, score_threshold=None):
     """``model.detect`` for a list of raw images; see :meth:`FasterRCNN.detect`."""
     if not is_int(batch_size, 1):
         raise FrcnnError(f"batch_size: expected a positive int, got {batch_size!r}")
+    if score_threshold is not None and (isinstance(score_threshold, bool) or not isinstance(
+            score_threshold, (int, float, np.integer, np.floating)) or not 0 <= score_threshold <= 1):
+        raise FrcnnError(f"score_threshold: expected a number in [0, 1] (or None), got {score_threshold!r}")
     min_side = model.settings["image_min_side"]
     max_side = model.settings["image_max_side"]
     prepared = []
@@ -45,12 +56,25 @@ def detect_images(model, images, batch_size=4):
             out = {k: v.numpy() for k, v in serve(tf.constant(batch), tf.constant(sizes)).items()}
             for row, (index, rgb, scale, _, _) in enumerate(chunk):
                 n = int(out["num_detections"][row])
-                h, w = rgb.shape[:2]
-                boxes = out["boxes"][row, :n] / scale
-                boxes = np.clip(boxes, 0, [w, h, w, h]).astype(np.float32)
-                results[index] = {"boxes": boxes, "scores": out["scores"][row, :n],
-                                  "labels": out["labels"][row, :n]}
+                results[index] = map_back(out["boxes"][row, :n], out["scores"][row, :n],
+                                          out["labels"][row, :n], rgb.shape[:2], scale,
+                                          score_threshold)
     return results
+
+
+def map_back(boxes, scores, labels, size, scale, score_threshold=None):
+    """Detections in the resized content -> the original image's pixels (see the module
+    docstring): clipped to the original image's extent in the resized space, divided by
+    ``scale``, clipped to ``size = (h, w)``; boxes left with no area are dropped, and so are
+    scores below ``score_threshold`` when given.  Returns the dict ``detect`` gives."""
+    h, w = size
+    extent = np.array([w, h, w, h], np.float64)
+    boxes = np.clip(np.asarray(boxes, np.float64), 0.0, extent * scale) / scale
+    boxes = np.clip(boxes, 0.0, extent).astype(np.float32)
+    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    if score_threshold is not None:
+        keep &= np.asarray(scores) >= score_threshold
+    return {"boxes": boxes[keep], "scores": np.asarray(scores)[keep], "labels": np.asarray(labels)[keep]}
 
 
 @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8),

@@ -70,6 +70,22 @@ def check_images(images):
         raise FrcnnError(f"images: the batch holds no images; got shape {tuple(shape)}")
 
 
+def check_pixel_scale(images, what="images"):
+    """Host-side check of concrete ``images`` (a numpy array or an eager tensor) against the
+    ``[0, 1]`` float convention: FrcnnError if they are float with max in ``(0, 1]`` (see
+    ``imageio.reject_unit_range``; an all-black batch passes).  Symbolic tensors, datasets
+    and generators pass unchecked (one reduction over arrays already in memory, no more)."""
+    # Imported here: importing frcnn_lib does not load the datasets package.
+    from frcnn_lib.datasets.imageio import reject_unit_range
+
+    if isinstance(images, np.ndarray):
+        if images.size and np.issubdtype(images.dtype, np.number):
+            reject_unit_range(np.max(images), np.issubdtype(images.dtype, np.floating), what)
+    elif isinstance(images, tf.Tensor) and hasattr(images, "numpy"):  # eager, not symbolic
+        if images.dtype.is_floating and images.shape.num_elements() != 0:
+            reject_unit_range(float(tf.reduce_max(images)), True, what)
+
+
 def _target(targets, key):
     if not isinstance(targets, dict):
         raise FrcnnError(f"targets: expected a dict with 'boxes' (B, G, 4) and 'labels' (B, G), "

@@ -17,6 +17,8 @@ Training is approximate joint training (sec. 3.2): one forward pass per step, th
 losses summed, gradients not flowing through proposal coordinates.  ``call`` always
 returns detections (padded, fixed size); ``train_step``/``test_step`` return the losses.
 """
+import os
+
 import keras
 import tensorflow as tf
 
@@ -248,12 +250,16 @@ class FasterRCNN(keras.Model):
 
     # ----------------------------------------------------------------- inference
     def call(self, images, training=False):
-        """Padded detections for ``images (B, H, W, 3)`` float ``0..255``.
+        """Padded detections for ``images (B, H, W, 3)`` float ``0..255`` (float images in
+        ``[0, 1]``, max in ``(0, 1]``, raise FrcnnError when called directly, as do
+        ``predict`` and ``predict_on_batch`` on arrays and tensors: multiply by 255).
 
         Returns a dict of ``boxes (B, D, 4)`` (pixels of ``images``), ``scores (B, D)``,
         ``labels (B, D)`` int32 (``-1`` pads) and ``num_detections (B,)`` int32.
         """
         input_checks.check_images(images)
+        if tf.executing_eagerly():  # a direct call on concrete images (not a traced step)
+            input_checks.check_pixel_scale(images)
         return self.detect_padded(images, None, training)
 
     def detect_padded(self, images, image_sizes=None, training=False, portable=None):
@@ -366,6 +372,7 @@ class FasterRCNN(keras.Model):
         return input_checks.call_translating_errors(super().evaluate, *args, **kwargs)
 
     def predict(self, *args, **kwargs):
+        input_checks.check_pixel_scale(args[0] if args else kwargs.get("x"))
         return input_checks.call_translating_errors(super().predict, *args, **kwargs)
 
     def train_on_batch(self, *args, **kwargs):
@@ -384,6 +391,7 @@ class FasterRCNN(keras.Model):
             input_checks.checked_before_the_step, args, kwargs, self.num_classes)
 
     def predict_on_batch(self, *args, **kwargs):
+        input_checks.check_pixel_scale(args[0] if args else kwargs.get("x"))
         return input_checks.call_translating_errors(super().predict_on_batch, *args, **kwargs)
 
     def predict_step(self, data):
@@ -391,26 +399,34 @@ class FasterRCNN(keras.Model):
         return self(images, training=False)
 
     # ----------------------------------------------------------------- convenience
-    def detect(self, images, batch_size=4):
+    def detect(self, images, batch_size=4, score_threshold=None):
         """Detections on raw images, in each image's own pixel coordinates.
 
         Args:
           images: one image or a list of them (any sizes): a uint8 array ``(H, W)`` /
-            ``(H, W, 1|3|4)``, or a ``PIL.Image`` of any mode (converted to RGB).
+            ``(H, W, 1|3|4)`` (uint16, and float 0..255, are converted), a ``PIL.Image`` of
+            any mode (converted to RGB), or an image file path (``str`` / ``pathlib.Path``,
+            read as ``frcnn predict`` reads it, EXIF orientation applied).  Float pixels in
+            ``[0, 1]`` (torchvision's convention: a float image with max in ``(0, 1]``) raise
+            FrcnnError: multiply by 255.  An all-black float image (max 0) is accepted.
           batch_size: images per forward pass, a positive int.
+          score_threshold: optional number in ``[0, 1]``: keep only detections scoring at
+            least this (on top of the model's own ``detections_score_threshold``).
 
         Returns:
           one dict (or a list of dicts for a list) of numpy arrays ``boxes (n, 4)`` xyxy,
           ``scores (n,)``, ``labels (n,)``, plus ``names (n,)`` str and ``category_ids (n,)``
-          when the model was given ``class_names`` / ``category_ids``.
+          when the model was given ``class_names`` / ``category_ids``.  Every box has a
+          positive width and height (see ``frcnn_lib.detect`` for the mapping back).
         """
         from frcnn_lib.detect import detect_images
         # A rank-4 array or another iterable (list, generator) is a batch; anything else one
         # image (an array of rank <= 3, a PIL image, or a mistake that detect_images names).
         ndim = getattr(images, "ndim", None)
         single = ndim is not None and ndim != 4 or not hasattr(images, "__iter__") \
-            or isinstance(images, (str, bytes, dict))
-        results = name_detections(self, detect_images(self, [images] if single else list(images), batch_size))
+            or isinstance(images, (str, bytes, dict, os.PathLike))
+        results = name_detections(self, detect_images(self, [images] if single else list(images), batch_size,
+                                                      score_threshold))
         return results[0] if single else results
 
     def export(self, filepath, format="tf_saved_model", verbose=True, **kwargs):

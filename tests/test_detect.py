@@ -186,3 +186,126 @@ def test_compiled_resize_equals_the_pipelines_bit_for_bit(size):
         np.testing.assert_array_equal(got, want.numpy())
         assert got_scale == float(want_scale)
     assert detect._resize_graph.experimental_get_tracing_count() == 1   # one trace for every size
+
+
+# ----------------------------------------------------------------------------- input conventions
+def test_file_paths_are_read_like_frcnn_predict(trained, tmp_path):
+    from pathlib import Path
+
+    from PIL import Image
+    model, images, _ = trained
+    Image.fromarray(images[0]).save(tmp_path / "a.png")
+    Image.fromarray(images[1]).save(tmp_path / "b.png")
+    want = model.detect([images[0], images[1]])
+    # (Batches of other sizes may differ in the last float32 bits: atol as elsewhere.)
+    _assert_same(model.detect(str(tmp_path / "a.png")), want[0])
+    _assert_same(model.detect(Path(tmp_path / "b.png")), want[1])
+    mixed = model.detect([tmp_path / "b.png", images[0], str(tmp_path / "a.png")])
+    for got, index in zip(mixed, (1, 0, 0)):
+        _assert_same(got, want[index])
+    # A missing or unreadable file: FrcnnError naming the image index and the file.
+    with pytest.raises(FrcnnError, match=r"image 1\b.*missing\.jpg.*not found"):
+        model.detect([images[0], tmp_path / "missing.jpg"])
+    (tmp_path / "junk.jpg").write_bytes(b"not a picture")
+    with pytest.raises(FrcnnError, match=r"image 0\b.*junk\.jpg"):
+        model.detect(str(tmp_path / "junk.jpg"))
+
+
+def test_score_threshold_keeps_the_detections_scoring_at_least_it(trained):
+    model, images, _ = trained
+    everything = model.detect(list(images))
+    scores = np.concatenate([r["scores"] for r in everything])
+    cut = float(np.median(scores))
+    assert scores.min() < cut < scores.max()
+    for got, full in zip(model.detect(list(images), score_threshold=cut), everything):
+        keep = full["scores"] >= cut
+        for key in KEYS:
+            np.testing.assert_array_equal(got[key], full[key][keep])
+    none = model.detect(images[0], score_threshold=1.0)
+    assert none["boxes"].shape == (0, 4) and none["scores"].shape == (0,) and none["labels"].shape == (0,)
+    _assert_same(model.detect(images[0], score_threshold=0), everything[0])
+    for bad in (-0.1, 1.5, "0.5", True, float("nan"), [0.5]):
+        with pytest.raises(FrcnnError, match=r"score_threshold: expected a number in \[0, 1\]"):
+            model.detect(images[0], score_threshold=bad)
+
+
+def test_float_images_in_zero_one_are_refused_with_the_convention_named(trained):
+    # torchvision's [0, 1] floats gave no detection at all, silently: now a FrcnnError that
+    # names the convention and the fix.  0..255 floats and all-black floats still work.
+    model, images, _ = trained
+    unit = images[0].astype(np.float32) / 255.0
+    words = r"expected pixel values 0\.\.255.*max 0\.\d+ <= 1\.0.*\[0, 1\] convention.*multiply by 255"
+    with pytest.raises(FrcnnError, match=r"image 1\b.*" + words):
+        model.detect([images[0], unit])
+    with pytest.raises(FrcnnError, match=r"image 0\b.*" + words):
+        model.detect(unit.astype(np.float64))
+    with pytest.raises(FrcnnError, match=r"images: " + words):
+        model.predict(unit[None], verbose=0)
+    with pytest.raises(FrcnnError, match=r"images: " + words):
+        model.predict_on_batch(unit[None])
+    with pytest.raises(FrcnnError, match=r"images: " + words):
+        model(unit[None])
+    _assert_same(model.detect(images[0].astype(np.float32)), model.detect(images[0]), atol=0)
+    _assert_same(model.detect(unit * 255.0), model.detect(images[0]), atol=1e-3)
+    black = np.zeros((64, 96, 3), np.float32)                     # max 0: black either way
+    _assert_same(model.detect(black), model.detect(black.astype(np.uint8)), atol=0)
+    assert model(black[None])["boxes"].shape[0] == 1
+    model.predict(black[None], verbose=0)
+    # Integer images are never refused, whatever their range (a 0/1 mask is uint8 0..1).
+    _assert_result(model.detect((images[0] > 40).astype(np.uint8)), 64, 96)
+
+
+def _fixed_serving(boxes, scores, labels):
+    """A stand-in for the compiled model: these detections, in the resized content space."""
+    import tensorflow as tf
+
+    def serve(batch, sizes):
+        b = int(batch.shape[0])
+        n = len(scores)
+        return {"boxes": tf.constant(np.tile(np.asarray(boxes, np.float32)[None], (b, 1, 1))),
+                "scores": tf.constant(np.tile(np.asarray(scores, np.float32)[None], (b, 1))),
+                "labels": tf.constant(np.tile(np.asarray(labels, np.int32)[None], (b, 1))),
+                "num_detections": tf.constant(np.full((b,), n, np.int32))}
+    return serve
+
+
+def test_boxes_are_clipped_in_the_resized_space_and_never_come_back_empty(monkeypatch):
+    # The issue's case: a 101 x 300 image at the paper's sides (600, 1000) has scale 10/3 and
+    # resized content 337 x 1000 rows/columns, of which 336.67 x 1000 are the image.  A
+    # detection 0.1 px tall in the last two thirds of a pixel used to come back, after
+    # dividing by the scale and clipping to the image, as [18.75, 101, 93.75, 101]: no area.
+    from types import SimpleNamespace
+
+    from frcnn_lib import detect
+    fake = SimpleNamespace(settings={"image_min_side": 600, "image_max_side": 1000})
+    boxes = [[62.5, 336.8, 312.5, 336.9],     # wholly beyond the image: dropped
+             [62.5, 336.0, 312.5, 336.9],     # partly: clipped to the image's bottom edge
+             [999.95, 10.0, 1000.0, 20.0],    # the right edge, inside the content (1000 = 300 * 10/3)
+             [10.0, 20.0, 110.0, 220.0]]      # an ordinary box
+    monkeypatch.setattr(detect, "_serving_function",
+                        lambda model: _fixed_serving(boxes, [0.9, 0.8, 0.7, 0.6], [1, 2, 1, 2]))
+    image = np.zeros((101, 300, 3), np.uint8)
+    _, scale = detect._resize(image, 600, 1000)
+    assert round(101 * scale) == 337 and 101 * scale < 336.7
+    (result,) = detect.detect_images(fake, [image])
+    got = result["boxes"]
+    assert result["labels"].tolist() == [2, 1, 2] and result["scores"].tolist() == pytest.approx([0.8, 0.7, 0.6])
+    assert np.all(got[:, 2] > got[:, 0]) and np.all(got[:, 3] > got[:, 1])          # no empty box
+    assert np.all(got >= 0) and np.all(got[:, [0, 2]] <= 300) and np.all(got[:, [1, 3]] <= 101)
+    np.testing.assert_allclose(got[0], [18.75, 336.0 / scale, 93.75, 101.0], rtol=1e-6)
+    np.testing.assert_allclose(got[1], [999.95 / scale, 3.0, 300.0, 6.0], rtol=1e-6)
+    np.testing.assert_allclose(got[2], np.array([10, 20, 110, 220]) / scale, rtol=1e-6)
+    # With a score threshold the mapping is the same, only filtered.
+    (cut,) = detect.detect_images(fake, [image], score_threshold=0.65)
+    np.testing.assert_array_equal(cut["boxes"], got[:2])
+
+
+def test_map_back_drops_boxes_that_only_rounding_leaves_empty():
+    from frcnn_lib.detect import map_back
+    scale = 10.0 / 3.0
+    # x1 and x2 one float32 step apart near 101: positive in float64, equal in float32.
+    x = np.float32(100.99999)
+    boxes = np.array([[x, 0, np.nextafter(x, np.float32(200)), 5], [0, 0, 30, 30]], np.float32) * scale
+    out = map_back(boxes, np.array([0.9, 0.8], np.float32), np.array([1, 1], np.int32), (101, 101), scale)
+    assert np.all(out["boxes"][:, 2] > out["boxes"][:, 0]) and np.all(out["boxes"][:, 3] > out["boxes"][:, 1])
+    assert out["boxes"].dtype == np.float32 and len(out["scores"]) == len(out["labels"]) == len(out["boxes"])

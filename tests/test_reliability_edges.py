@@ -291,11 +291,12 @@ def test_detect_on_a_pil_image_equals_detect_on_its_array(model):
 
 @pytest.mark.parametrize("bad, words", [
     (None, ["image 2", "got None", "cv2.imread returns None"]),
-    ("photo.jpg", ["image 2", "got str", "a file name?"]),
+    ("no-such-photo.jpg", ["image 2", "no-such-photo.jpg", "not found"]),
+    (b"\xff\xd8 jpeg bytes", ["image 2", "got bytes", "decode them first"]),
     (3.5, ["image 2", "got float"]),
     ({"image": 1}, ["image 2", "got dict"]),
     ([[1, 2], [3, 4]], ["image 2", "got list"]),
-], ids=["None", "path", "number", "dict", "nested-list"])
+], ids=["None", "missing-path", "bytes", "number", "dict", "nested-list"])
 def test_detect_rejects_non_images_naming_the_index(model, bad, words):
     good = np.zeros((20, 30, 3), np.uint8)
     with pytest.raises(FrcnnError) as info:

@@ -116,16 +116,44 @@ def image_size(path) -> tuple[int, int]:
     return int(height), int(width)
 
 
+def reject_unit_range(maximum, is_float, what):
+    """FrcnnError for float pixels in the ``[0, 1]`` convention (torchvision's, and that of
+    ``tf.image.convert_image_dtype``): frcnn's models take pixel values 0..255, and a [0, 1]
+    image silently gives no detections.
+
+    The rule: a float image whose maximum is in ``(0, 1]``.  An all-black float image
+    (maximum 0) passes, since it is black in both conventions; so do integer images of any
+    range.  A 0..255 float image whose brightest pixel is at most 1 (nearly black) is the one
+    case refused wrongly: pass it as uint8.
+
+    Args:
+      maximum: the largest pixel value (NaN passes).  is_float: whether the pixels are float.
+      what: names the image in the message (``"image 3"``, ``"images"``).
+    """
+    if is_float and 0.0 < float(maximum) <= 1.0:
+        raise FrcnnError(
+            f"{what}: expected pixel values 0..255 (uint8, or float 0..255 as the training "
+            f"pipeline gives), got float pixels with max {float(maximum):.4g} <= 1.0, the "
+            f"[0, 1] convention (torchvision, tf.image.convert_image_dtype): multiply by 255 "
+            f"(or pass uint8)")
+
+
 def user_image(image, index=0):
     """What a user may pass to ``detect`` as one image -> a numpy array.
 
-    A ``PIL.Image.Image`` of any mode becomes ``uint8 (H, W, 3)`` RGB by the rules of
-    :func:`read_image` (so ``detect(Image.open(f))`` sees what ``frcnn predict f`` sees),
-    except that EXIF orientation is not applied: boxes refer to the pixels of the object
-    given.  Arrays (and array-likes such as tensors) pass through ``np.asarray``.
-    ``None``, strings, paths, numbers, lists and other objects raise FrcnnError naming
-    ``index``.
+    A file path (``str`` or ``os.PathLike``) is read by :func:`read_image` (EXIF orientation
+    applied, as ``frcnn predict`` reads it); errors name ``index`` and the file.  A
+    ``PIL.Image.Image`` of any mode becomes ``uint8 (H, W, 3)`` RGB by the same rules (so
+    ``detect(Image.open(f))`` sees what ``frcnn predict f`` sees), except that EXIF
+    orientation is not applied: boxes refer to the pixels of the object given.  Arrays (and
+    array-likes such as tensors) pass through ``np.asarray``.  ``None``, bytes, numbers,
+    lists and other objects raise FrcnnError naming ``index``.
     """
+    if isinstance(image, (str, os.PathLike)):
+        try:
+            return read_image(image)
+        except FrcnnError as err:
+            raise FrcnnError(f"image {index}: {err}") from None
     if isinstance(image, Image.Image):
         try:
             image.load()
@@ -137,9 +165,10 @@ def user_image(image, index=0):
         return np.asarray(image)
     if image is None:
         hint = " (cv2.imread returns None for a missing file)"
-    elif isinstance(image, (str, bytes, os.PathLike)):
-        hint = " (a file name? read it first: PIL.Image.open or frcnn_lib.datasets.imageio.read_image)"
+    elif isinstance(image, bytes):
+        hint = " (encoded file contents? decode them first: PIL.Image.open(io.BytesIO(data)))"
     else:
         hint = ""
     shown = "None" if image is None else f"{type(image).__name__}"
-    raise FrcnnError(f"image {index}: expected a numpy array or PIL.Image, got {shown}{hint}")
+    raise FrcnnError(f"image {index}: expected a numpy array, a PIL.Image or a file path, "
+                     f"got {shown}{hint}")

@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from frcnn_lib.boxes import clip
-from frcnn_lib.datasets.imageio import user_image
+from frcnn_lib.datasets.imageio import reject_unit_range, user_image
 from frcnn_lib.datasets.records import is_int
 from frcnn_lib.errors import FrcnnError
 
@@ -135,8 +135,10 @@ def to_rgb_array(image) -> np.ndarray:
 def as_rgb_uint8(image, index=0):
     """``(H, W)`` gray, ``(H, W, 1)`` gray, ``(H, W, 2)`` gray + alpha, ``(H, W, 3)`` RGB or
     ``(H, W, 4)`` RGBA array (uint8, uint16 or float 0..255) -> ``(H, W, 3)`` uint8.  Alpha
-    is dropped.  A ``PIL.Image`` of any mode is converted as image files are (see
-    ``imageio.user_image``); None and other non-images raise FrcnnError naming ``index``."""
+    is dropped.  A ``PIL.Image`` of any mode, or a file path, is converted as image files
+    are (see ``imageio.user_image``); None and other non-images raise FrcnnError naming
+    ``index``.  Float pixels in [0, 1] (max in ``(0, 1]``) raise FrcnnError
+    (``imageio.reject_unit_range``)."""
     array = user_image(image, index)
     if array.ndim == 2:
         array = array[..., None]
@@ -149,6 +151,7 @@ def as_rgb_uint8(image, index=0):
         if not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array)):
             raise FrcnnError(f"image {index}: expected uint8 pixels, got {array.dtype} with "
                              f"non-finite or non-numeric values")
+        reject_unit_range(array.max(), np.issubdtype(array.dtype, np.floating), f"image {index}")
         array = np.rint(np.clip(array, 0, 255)).astype(np.uint8)
     if array.shape[-1] == 2:
         array = array[..., :1]
