@@ -10,6 +10,10 @@ in ``training`` and ``checkpoints``; the command line in ``cli``.
 Only the ``frcnn`` console script (``_frcnn_console``) defers TensorFlow, so that
 ``frcnn --help`` and argument errors answer at once; ``FasterRCNN`` is then loaded on
 first use (PEP 562 ``__getattr__``).
+
+The import is as quiet as the command line: TensorFlow's native start-up log stays off
+stderr (``TF_CPP_MIN_LOG_LEVEL=3`` unless you set it yourself; ``FRCNN_VERBOSE=1`` or a
+level of 0 or 1 brings it back; see ``frcnn_lib.quiet``).
 """
 import sys
 
@@ -26,6 +30,9 @@ def __getattr__(name):
 
 def _load_model():
     from frcnn_lib.backend import require_tensorflow_backend
+    from frcnn_lib.quiet import quiet_library_import
+
+    quiet_library_import()  # before anything here imports TensorFlow
 
     require_tensorflow_backend()  # before Keras loads: a clear error, not one from inside Keras
     from frcnn_lib.model import FasterRCNN

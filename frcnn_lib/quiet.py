@@ -14,6 +14,12 @@ custom operations are on``, ``cudart_stub.cc] Could not find cuda drivers``).  S
 Real errors stay visible: Python exceptions, warnings and frcnn's own messages do not look
 like native log lines, and a failed TensorFlow operation raises a Python exception that
 carries the message.  ``frcnn --verbose`` or ``FRCNN_VERBOSE=1`` skips all of this.
+
+``import frcnn_lib`` is as quiet (:func:`quiet_library_import`, called by the package before
+it imports TensorFlow), with the user's settings first: ``FRCNN_VERBOSE=1``, or a
+``TF_CPP_MIN_LOG_LEVEL`` of 0 or 1 set before the import (asking for TensorFlow's info or
+warnings), leaves TensorFlow's log alone; any other value set by the user is kept as it is.
+A TensorFlow imported before frcnn_lib has logged already and is left alone.
 """
 import importlib.abc
 import importlib.util
@@ -45,6 +51,14 @@ def silence_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietImport) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietImport())
+
+
+def quiet_library_import():
+    """``silence_tensorflow`` for ``import frcnn_lib`` unless the user asked for TensorFlow's
+    log (``FRCNN_VERBOSE``, or ``TF_CPP_MIN_LOG_LEVEL`` set to 0 or 1); see the module docstring."""
+    if verbose_requested() or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip() in ("0", "1"):
+        return
+    silence_tensorflow()
 
 
 @contextmanager

@@ -89,6 +89,29 @@ def test_import_frcnn_lib_registers_the_model_eagerly_and_the_console_defers_it(
         assert result.returncode == 0, result.stderr[-3000:]
 
 
+def test_import_frcnn_lib_is_as_quiet_as_the_cli():
+    # A newcomer's environment (no TF_CPP_MIN_LOG_LEVEL): `import frcnn_lib`, then a first
+    # TensorFlow op, print nothing on stderr (TensorFlow alone prints 5-6 native lines here).
+    code = ("import os, frcnn_lib, tensorflow as tf\n"
+            "tf.reduce_sum(tf.ones([3])).numpy()\n"
+            "print(os.environ['TF_CPP_MIN_LOG_LEVEL'])\n")
+    result = run([sys.executable, "-c", code])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr == "", result.stderr
+    assert result.stdout.split() == ["3"]
+    # The user's own level wins: kept as set (at 2 TensorFlow still prints its errors, e.g.
+    # a failed cuInit at the first op), and the start-up lines that obey no level are gone.
+    result = run([sys.executable, "-c", code], env=clean_env(TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 0 and result.stdout.split() == ["2"], result.stderr[-3000:]
+    startup = re.compile(r"^([IW]\d{4} |WARNING: All log messages before absl)")
+    assert not [line for line in result.stderr.splitlines() if startup.match(line)], result.stderr
+    # Asking for TensorFlow's log brings it back.
+    for env in (clean_env(FRCNN_VERBOSE="1"), clean_env(TF_CPP_MIN_LOG_LEVEL="0")):
+        loud = run([sys.executable, "-c", "import frcnn_lib"], env=env)
+        assert loud.returncode == 0, loud.stderr[-3000:]
+        assert [line for line in loud.stderr.splitlines() if _TF_NOISE.match(line)], loud.stderr
+
+
 PRESET_OPTIMIZERS = {
     "shapes_cpu": dict(optimizer="adam", learning_rate=1e-3, schedule="cosine", epochs=2),
     "coco_resnet50": dict(optimizer="sgd", learning_rate=1e-3, momentum=0.9, schedule="step",
