@@ -64,6 +64,23 @@ def test_classes_read_from_the_annotations(custom):
         voc.load(custom, "trainval")
 
 
+def test_custom_classes_with_the_default_class_names_ask_for_auto(custom):
+    # A custom set in VOC layout loaded as `voc.load(root, split)`: the error says how to
+    # give its classes (class_names="auto" or a list), naming the file and the object.
+    with pytest.raises(FrcnnError) as info:
+        voc.load(custom, "trainval")
+    message = str(info.value)
+    for words in ('class_names="auto"', "class_names=[...]", "20 Pascal VOC classes", "Annotations",
+                  "object 0", "field 'name'"):
+        assert words in message, message
+    assert re.search(r"'(widget|gadget|gizmo)'", message), message
+    # Classes given but incomplete: the known ones are listed and "auto" named too.
+    with pytest.raises(FrcnnError, match=r"not one of the 1 known classes \(widget\); "
+                                         r'class_names="auto" reads them'):
+        voc.load(custom, "trainval", class_names=["widget"])
+    assert voc.load(custom, "test", class_names="auto").class_names == names_in_split(custom, "test")
+
+
 def test_a_split_without_objects_asks_for_the_classes(custom, tmp_path):
     root = shutil.copytree(custom, tmp_path / "VOC2007")
     xml = root / "Annotations" / "000004.xml"

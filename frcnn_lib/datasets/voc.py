@@ -53,13 +53,17 @@ def load(root, split="trainval", class_names=None, check_files=True) -> Detectio
       class_names: the classes in label order (default: the 20 VOC classes), or
         ``"auto"``: the sorted unique object names of the split's annotations (see
         :func:`annotation_class_names`; for Pascal VOC itself that is the 20 classes in
-        the same order).
+        the same order).  A custom dataset in VOC layout needs one of the two: with the
+        default, an object name outside the 20 VOC classes raises FrcnnError naming
+        ``class_names="auto"``.  (Not read from the annotations silently: a split that
+        lacks a class would then number the others differently from another split.)
       check_files: check at load time that every image file exists.
 
     Returns:
       DetectionData with one record per listed image, in list order.
     """
     root = Path(root)
+    defaulted = class_names is None
     if isinstance(class_names, str) and class_names == "auto":
         class_names = annotation_class_names(root, split)
     class_names = list(CLASS_NAMES if class_names is None else class_names)
@@ -75,7 +79,7 @@ def load(root, split="trainval", class_names=None, check_files=True) -> Detectio
     if not list_file.is_file():
         raise FrcnnError(f"{list_file}: image list not found (split {split!r})")
     records = [
-        _read_annotation(root, image_id, f"{list_file}:{line_no}", label_of, check_files)
+        _read_annotation(root, image_id, f"{list_file}:{line_no}", label_of, check_files, defaulted)
         for line_no, image_id in _read_list(list_file)
     ]
     return DetectionData(records, class_names, name=f"voc:{root}:{split}")
@@ -128,7 +132,7 @@ def _read_list(list_file):
     return out
 
 
-def _read_annotation(root, image_id, listed_at, label_of, check_files) -> ImageRecord:
+def _read_annotation(root, image_id, listed_at, label_of, check_files, defaulted=False) -> ImageRecord:
     xml_path = root / "Annotations" / f"{image_id}.xml"
     if not file_exists(xml_path):
         raise FrcnnError(f"{xml_path}: annotation file not found (listed at {listed_at})")
@@ -153,8 +157,15 @@ def _read_annotation(root, image_id, listed_at, label_of, check_files) -> ImageR
         where = f"{xml_path}: object {k}"
         name = _text(obj, "name", where)
         if name not in label_of:
+            if defaulted:
+                raise FrcnnError(
+                    f"{where}: field 'name' is {name!r}, not one of the 20 Pascal VOC classes "
+                    f"(the default class_names); for your own classes pass "
+                    f"class_names=\"auto\" (the sorted object names of the annotations) or "
+                    f"class_names=[...] in label order (frcnn: --classes)")
             raise FrcnnError(f"{where}: field 'name' is {name!r}, not one of the "
-                             f"{len(label_of)} known classes ({', '.join(label_of)})")
+                             f"{len(label_of)} known classes ({', '.join(label_of)}); "
+                             f"class_names=\"auto\" reads them from the annotations")
         flag = _text(obj, "difficult", where, required=False) or "0"
         if flag not in ("0", "1"):
             raise FrcnnError(f"{where}: field 'difficult' is {flag!r}, expected 0 or 1")
