@@ -25,7 +25,7 @@ import os
 import keras
 from keras import layers
 
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.errors import FrcnnError, MissingWeightsError
 
 BACKBONES = ("vgg16", "resnet50", "small")
 STRIDES = {"vgg16": 16, "resnet50": 16, "small": 8}
@@ -73,20 +73,33 @@ class UnitScale(layers.Layer):
         return images / 127.5 - 1.0
 
 
+def keras_models_folder():
+    """Where ``keras.applications`` looks for (and downloads) weight files: ``keras_home()/models``,
+    ``~/.keras/models`` unless ``KERAS_HOME`` is set (``keras.utils.get_file``'s cache)."""
+    from keras.src.backend import config
+
+    return os.path.join(os.path.expanduser(config.keras_home()), "models")
+
+
+def _one_line(err):
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def _imagenet_application(name, weights):
-    """``keras.applications`` model with ImageNet weights, or a FrcnnError that says what to do."""
+    """``keras.applications`` model with ImageNet weights, or a MissingWeightsError (one line)
+    that says which files to put where."""
     app = {"vgg16": keras.applications.VGG16, "resnet50": keras.applications.ResNet50}[name]
     try:
         return app(include_top=False, weights="imagenet", input_shape=(None, None, 3))
     except Exception as err:  # network errors come in many types (URLError, OSError, ...)
-        folder = os.path.join(os.path.expanduser("~"), ".keras", "models")
+        folder = keras_models_folder()
         files = [IMAGENET_FILES[name]] + ([VGG16_FULL_FILE] if name == "vgg16" else [])
-        raise FrcnnError(
-            f"backbone_weights='imagenet': could not load the {name} ImageNet weights ({err}). "
-            f"Without internet, put {' and '.join(files)} in {folder} (keras.applications reads "
-            f"them from there; the second holds the fc6/fc7 weights of the RoI head), or pass "
-            f"backbone_weights=<path to a .weights.h5 file>, or backbone_weights=None to start "
-            f"from random weights.") from err
+        raise MissingWeightsError(
+            f"backbone_weights='imagenet': the {name} ImageNet weights are missing (the download "
+            f"failed: {_one_line(err)}); without internet, put "
+            f"{' and '.join(os.path.join(folder, f) for f in files)} there (Keras' cache"
+            f"{'; the second holds the RoI head fc6/fc7' if name == 'vgg16' else ''}), "
+            f"or set backbone_weights to a .weights.h5 file, or to None for random weights") from err
 
 
 def _trunk(name, weights):
@@ -197,10 +210,10 @@ def copy_imagenet_head_weights(name, roi_head):
             full = keras.applications.ResNet50(include_top=False, weights="imagenet")
             pairs = {layer.name: layer.name for layer in roi_head.layers if layer.name.startswith("conv5_")}
     except Exception as err:
-        raise FrcnnError(
-            f"could not load the {name} ImageNet weights for the RoI head ({err}); without internet "
-            f"put {VGG16_FULL_FILE if name == 'vgg16' else IMAGENET_FILES[name]} in "
-            f"~/.keras/models/") from err
+        file = os.path.join(keras_models_folder(), VGG16_FULL_FILE if name == "vgg16" else IMAGENET_FILES[name])
+        raise MissingWeightsError(
+            f"backbone_weights='imagenet': the {name} ImageNet weights of the RoI head are missing "
+            f"(the download failed: {_one_line(err)}); without internet, put {file} there") from err
     if name == "vgg16" and roi_head.get_layer("fc6").units != 4096:
         raise FrcnnError(f"backbone_weights for vgg16: the RoI head starts from ImageNet's fc6/fc7, "
                          f"which have 4096 units; got roi_head_units="

@@ -1,18 +1,23 @@
 """The ``frcnn`` command line: ``train``, ``evaluate``, ``predict``, ``export``, ``anchors``,
 ``demo`` and ``serve``.
 
+Results (metrics JSON, reports, "written to" lines) go to stdout; progress, logs and errors
+go to stderr, so that ``frcnn evaluate ... | python -m json.tool`` works without ``--quiet``.
 Bad input ends with a one-line ``frcnn: error: ...`` on stderr and exit status 2; nothing
-prints a traceback for a user's mistake.  Every command takes ``--quiet`` and ``--verbose``
+prints a traceback for a user's mistake, and a failed command removes the (empty) output
+folders it created.  Every command takes ``--quiet`` and ``--verbose``
 (TensorFlow's native log, hidden by default: see quiet.py); the console script runs this
 module without loading TensorFlow until a command needs it (``_frcnn_console.py``).
 """
 import argparse
 import contextlib
+import glob
 import json
 import os
 import sys
 import time
 
+from frcnn_lib import __version__
 from frcnn_lib.precision import PRECISIONS, policy_scope, precision_of
 
 DATA_HELP = ("dataset spec: 'shapes', 'shapes:SPLIT' (train, val, test), "
@@ -67,7 +72,11 @@ def _is_fraction_setting(key):
 
 def _parser():
     p = _Parser(prog="frcnn", description="Faster R-CNN (Ren et al. 2015): train, "
-                                "evaluate, predict and export detectors built with frcnn_lib.")
+                "evaluate, predict and export detectors built with frcnn_lib. Results go to "
+                "stdout; progress, logs and errors to stderr (so 'frcnn evaluate ... | python -m "
+                "json.tool' works). A failed command removes the empty output folders it created.")
+    p.add_argument("--version", action="version", version=f"frcnn {__version__}",
+                   help="print 'frcnn VERSION' and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", help="train a detector and write a run folder",
@@ -76,8 +85,11 @@ def _parser():
     t.add_argument("--data", help=DATA_HELP + " (default: the preset's)")
     t.add_argument("--val-data", help="dataset spec evaluated (VOC07 mAP) after each epoch")
     t.add_argument("--preset", default="shapes_cpu", help="named configuration: shapes_cpu, "
-                   "voc_vgg16 or coco_resnet50 (default: shapes_cpu)")
-    t.add_argument("--out", required=True, help="run folder to write (created if missing)")
+                   "voc_vgg16 or coco_resnet50 (default: shapes_cpu); the last two start from "
+                   "ImageNet weights, downloaded by keras.applications to ~/.keras/models (offline: "
+                   "the error names the files to put there)")
+    t.add_argument("--out", required=True, help="run folder to write (created if missing; "
+                   "removed again if the command fails while it is still empty)")
     t.add_argument("--epochs", type=_positive(int), help="number of epochs (default: the preset's)")
     t.add_argument("--batch-size", type=_positive(int), help="images per step (default: the preset's)")
     t.add_argument("--learning-rate", type=_positive(float), help="initial learning rate (default: the preset's)")
@@ -116,12 +128,23 @@ def _parser():
     e.add_argument("--out", help="JSON file to write the metrics to")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    r = sub.add_parser("predict", help="detect objects in image files",
-                       description="Run a model on images; writes OUT/detections.json and one "
-                       "annotated PNG per image, at the image's own resolution (or --max-size).")
+    r = sub.add_parser("predict", help="detect objects in image files, folders or glob patterns",
+                       description="Run a model on images; writes OUT/detections.json (per image: "
+                       "its path, image_id, width and height in pixels, boxes x1,y1,x2,y2 in its "
+                       "pixels rounded to 2 decimals, scores rounded to 4, category_ids, names, "
+                       "model_labels) and one annotated PNG per image, at the image's own "
+                       "resolution (or --max-size).")
     r.add_argument("--model", required=True, help="a .keras file written by 'frcnn train'")
-    r.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
+    r.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders (every "
+                   f"{'/'.join(IMAGE_EXTENSIONS)} file directly inside, sorted by name) or quoted "
+                   "glob patterns such as 'photos/*.jpg' or 'data/**/*.png' (expanded by frcnn, "
+                   "sorted); image_id is the position (from 0) in the resulting list")
     r.add_argument("--out", required=True, help="folder for detections.json and annotated images")
+    r.add_argument("--coco-results", metavar="FILE", help="also write the detections as a COCO "
+                   "results JSON: [{image_id, category_id, bbox: [x, y, width, height], score}]; "
+                   "image_id is the image's position (from 0) in the input list, category_id "
+                   "the dataset's category id when the model knows them (trained on COCO data), "
+                   "else its label 1..K")
     r.add_argument("--score-threshold", type=_fraction, default=0.5,
                    help="keep detections scoring at least this, in [0, 1] (default 0.5)")
     r.add_argument("--class-names", help="comma-separated names of classes 1..K (default: the "
@@ -192,10 +215,50 @@ def _parser():
     return p
 
 
+# Where results go: the real stdout while main() sends everything else printed (progress,
+# Keras' bars, logs) to stderr.  Set by main(); print() to stdout outside main().
+_RESULTS = None
+# Folders this command created (outermost first): removed again, if still empty, on failure.
+_CREATED = []
+
+
+def _result(text):
+    """Print a result (JSON, a report, a "written to" line) on stdout; all else goes to stderr."""
+    print(text, file=_RESULTS or sys.stdout, flush=True)
+
+
+def _missing_parents(path):
+    """The folders ``os.makedirs(path)`` would create, outermost first."""
+    missing = []
+    path = os.path.abspath(path)
+    while path and not os.path.exists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing[::-1]
+
+
+def _remove_created_folders():
+    """After a failure: remove the folders this command created, deepest first, while empty
+    (a folder that existed before, or holds anything, e.g. checkpoints, is kept)."""
+    for folder in reversed(_CREATED):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass
+    _CREATED.clear()
+
+
 def _writable_folder(path, what="--out"):
     from frcnn_lib.errors import FrcnnError
+    missing = _missing_parents(path)
     try:
-        os.makedirs(path, exist_ok=True)
+        try:
+            os.makedirs(path, exist_ok=True)
+        finally:  # also the parents made before a failure
+            _CREATED.extend(m for m in missing if os.path.isdir(m) and m not in _CREATED)
         probe = os.path.join(path, ".frcnn-write-test")
         with open(probe, "w"):
             pass
@@ -328,7 +391,7 @@ def cmd_train(args):
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope, distribute.run_folder(out, strategy) as run_out:
         _train_in_scope(args, preset, train, overrides, data, val, spec, out, run_out, strategy)
-    print(f"model written to {os.path.join(out, 'model.keras')}")
+    _result(f"model written to {os.path.join(out, 'model.keras')}")
 
 
 def _train_in_scope(args, preset, train, overrides, data, val, spec, out, run_out, strategy):
@@ -336,7 +399,7 @@ def _train_in_scope(args, preset, train, overrides, data, val, spec, out, run_ou
     ``run_out`` is ``out`` on the chief, a temporary folder on the other workers."""
     from frcnn_lib import checkpoints, training
     from frcnn_lib.classes import data_classes
-    from frcnn_lib.errors import FrcnnError
+    from frcnn_lib.errors import FrcnnError, MissingWeightsError
     from frcnn_lib.model import DEFAULTS, FasterRCNN
 
     checkpoint_folder = os.path.join(out, "checkpoints")
@@ -369,6 +432,9 @@ def _train_in_scope(args, preset, train, overrides, data, val, spec, out, run_ou
         try:
             with policy_scope(args.precision):
                 model = FasterRCNN(data.num_classes, **data_classes(data), **{**preset["model"], **overrides})
+        except MissingWeightsError as err:  # offline: which file to put where, not "rejected"
+            where = "--set backbone_weights" if "backbone_weights" in overrides else f"--preset {args.preset}"
+            raise FrcnnError(f"{where}: {err}") from None
         except (ValueError, TypeError) as err:  # FrcnnError included
             raise FrcnnError(f"--set / --preset {args.preset}: the model rejected these "
                              f"settings: {err}") from None
@@ -413,17 +479,49 @@ def cmd_evaluate(args):
         metrics, _, _ = training.evaluate(model, data, args.metric == "voc07", args.iou,
                                           progress=not args.quiet)
         metrics = {"mAP": metrics["mAP"], "AP": dict(training.class_ap_table(metrics, data.class_names))}
-    print(json.dumps(metrics, indent=2, default=float))
+    _result(json.dumps(metrics, indent=2, default=float))
     if args.out:
         training.write_json(args.out, metrics)
+
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def _image_list(arguments):
+    """``frcnn predict``'s IMAGE arguments as a list of files: a file stays (in the order
+    given), a folder gives its image files (by extension, sorted), a glob pattern its
+    matching image files (sorted; ``**`` recurses); a folder or pattern that gives none is
+    a FrcnnError."""
+    from frcnn_lib.errors import FrcnnError
+
+    def images(paths):
+        return sorted(p for p in paths if os.path.isfile(p) and p.lower().endswith(IMAGE_EXTENSIONS))
+
+    files = []
+    for argument in arguments:
+        if os.path.isdir(argument):
+            found = images(os.path.join(argument, name) for name in os.listdir(argument))
+            if not found:
+                raise FrcnnError(f"image folder {argument}: holds no image files "
+                                 f"({', '.join(IMAGE_EXTENSIONS)})")
+        elif glob.has_magic(argument) and not os.path.exists(argument):
+            found = images(glob.glob(argument, recursive=True))
+            if not found:
+                raise FrcnnError(f"image pattern {argument!r}: matches no image file "
+                                 f"({', '.join(IMAGE_EXTENSIONS)})")
+        else:
+            found = [_existing_file(argument, "image")]
+        files.extend(found)
+    return files
 
 
 def cmd_predict(args):
     from frcnn_lib.errors import FrcnnError
 
     _existing_file(args.model, "--model")
-    for path in args.images:
-        _existing_file(path, "image")
+    paths = _image_list(args.images)
+    if args.coco_results:
+        _writable_file(args.coco_results, "--coco-results")
     out = _writable_folder(args.out)
 
     from frcnn_lib import checkpoints, training
@@ -437,7 +535,7 @@ def cmd_predict(args):
         raise FrcnnError(f"--class-names: got {len(names)} names, the model has {model.num_classes} classes")
     results = []
     used = set()
-    for path in progress_bar(args.images, "predict", enabled=not args.quiet):
+    for image_id, path in enumerate(progress_bar(paths, "predict", enabled=not args.quiet)):
         image = read_image(path)
         det = model.detect(image)
         keep = det["scores"] >= args.score_threshold
@@ -450,21 +548,39 @@ def cmd_predict(args):
         used.add(name)
         save_detections(image, det, os.path.join(out, f"{name}.png"), class_names=names,
                         max_size=args.max_size)
-        results.append(_prediction_json(path, det, names))
+        results.append(_prediction_json(path, image_id, image.shape, det, names))
     training.write_json(os.path.join(out, "detections.json"), results)
-    print(f"{sum(len(r['boxes']) for r in results)} detections in {len(results)} images -> {out}")
+    written = f" and {args.coco_results}" if args.coco_results else ""
+    if args.coco_results:
+        training.write_json(args.coco_results, _coco_results(results))
+    _result(f"{sum(len(r['boxes']) for r in results)} detections in {len(results)} images -> "
+            f"{out}{written}")
 
 
-def _prediction_json(path, det, names):
-    """One image's detections: the dataset's ``category_ids`` (the model's own labels
-    ``1..K`` when it knows no ids), ``names`` (or null), and the model's ``model_labels``."""
+def _prediction_json(path, image_id, shape, det, names):
+    """One image's detections: its ``image_id`` (position in the input list) and size,
+    boxes (``xyxy`` pixels, 2 decimals) and scores (4 decimals), the dataset's
+    ``category_ids`` (the model's own labels ``1..K`` when it knows no ids), ``names`` (or
+    null), and the model's ``model_labels``."""
+    import numpy as np
+
     labels = det["labels"].astype(int)
     ids = det.get("category_ids", labels)
-    return {"image": path, "boxes": det["boxes"].round(2).tolist(),
-            "scores": det["scores"].round(4).tolist(),
+    # float64 before rounding: float32 values rounded to 2 decimals print as 12.350000381...
+    return {"image": path, "image_id": image_id, "width": int(shape[1]), "height": int(shape[0]),
+            "boxes": np.asarray(det["boxes"], np.float64).round(2).tolist(),
+            "scores": np.asarray(det["scores"], np.float64).round(4).tolist(),
             "category_ids": [int(i) for i in ids],
             "names": [names[i - 1] for i in labels] if names is not None else None,
             "model_labels": labels.tolist()}
+
+
+def _coco_results(results):
+    """detections.json entries as COCO results (``loadRes``' format): one dict per box with
+    ``bbox`` ``[x, y, width, height]``."""
+    return [{"image_id": r["image_id"], "category_id": c,
+             "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)], "score": s}
+            for r in results for (x1, y1, x2, y2), s, c in zip(r["boxes"], r["scores"], r["category_ids"])]
 
 
 def cmd_export(args):
@@ -486,14 +602,14 @@ def cmd_export(args):
     if not args.quiet:
         print(f"exporting {args.model} (tracing the serving graph) ...", flush=True)
     model.export(args.out, verbose=False)
-    print(f"SavedModel written to {args.out} (signature 'serve': images (B, H, W, 3) float32 -> "
+    _result(f"SavedModel written to {args.out} (signature 'serve': images (B, H, W, 3) float32 -> "
           f"boxes, scores, labels, num_detections)")
 
 
 # --format -> (name, what the converter does, the file's input)
 _FILE_EXPORTS = {
     "tflite": ("TFLite", "tracing and converting", "signature 'serve': images (1, H, W, 3)"),
-    "onnx": ("ONNX", "tracing, then tf2onnx", "input 'images' (B, H, W, 3)"),
+    "onnx": ("ONNX", "tracing, then converting", "input 'images' (B, H, W, 3)"),
 }
 
 
@@ -507,7 +623,7 @@ def _export_file(args):
     if not args.quiet:
         print(f"exporting {args.model} to {name} ({stages}) ...", flush=True)
     size = model.export(args.out, format=args.format)
-    print(f"{name} model written to {args.out} ({size / 1e6:.1f} MB; {inputs} float32 -> "
+    _result(f"{name} model written to {args.out} ({size / 1e6:.1f} MB; {inputs} float32 -> "
           f"boxes, scores, labels, num_detections)")
 
 
@@ -531,13 +647,13 @@ def cmd_anchors(args):
         raise FrcnnError(f"--set backbone={s['backbone']!r}: expected one of {', '.join(STRIDES)}")
     report = analyse(data, s["anchor_scales"], s["anchor_ratios"], STRIDES[s["backbone"]],
                      int(s["image_min_side"]), int(s["image_max_side"]), max_images=args.max_images)
-    print(report)
+    _result(report)
 
 
 def cmd_demo(args):
     from frcnn_lib.report import run_demo
     run_demo(args.out, epochs=args.epochs, train_images=args.train_images, precision=args.precision,
-             verbose=0 if args.quiet else 1)
+             verbose=0 if args.quiet else 1, announce=_result)
 
 
 def cmd_serve(args):
@@ -556,7 +672,7 @@ def cmd_serve(args):
     settings = ServeSettings(max_upload_mb=args.max_upload_mb, max_megapixels=args.max_megapixels,
                              queue_size=args.queue_size, max_batch=args.max_batch,
                              max_wait_ms=args.max_wait_ms)
-    serve(args.model, args.host, args.port, settings, access_log=not args.quiet)
+    serve(args.model, args.host, args.port, settings, access_log=not args.quiet, announce=_result)
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
@@ -576,7 +692,27 @@ def _add_output_options(parser):
 
 
 def main(argv=None):
+    global _RESULTS
     args = _add_output_options(_parser()).parse_args(argv)
+    _CREATED.clear()
+    _RESULTS = sys.stdout
+    try:
+        # Everything printed while the command runs (progress, Keras' bars, logs) goes to
+        # stderr; results go to stdout through _result().
+        with contextlib.redirect_stdout(sys.stderr):
+            code = _run(args)
+    except BaseException:
+        _remove_created_folders()
+        raise
+    finally:
+        _RESULTS = None
+    if code != 0:
+        _remove_created_folders()
+    _CREATED.clear()
+    return code
+
+
+def _run(args):
     from frcnn_lib import quiet
     from frcnn_lib.backend import require_tensorflow_backend
     from frcnn_lib.errors import FrcnnError

@@ -19,11 +19,13 @@ from frcnn_lib.progress import stage
 from frcnn_lib.visualize import detection_grid, plot_history
 
 
-def run_demo(out="runs/demo", epochs=None, train_images=None, verbose=1, precision=None):
+def run_demo(out="runs/demo", epochs=None, train_images=None, verbose=1, precision=None,
+             announce=print):
     """Train the ``shapes_cpu`` preset and report VOC mAP@0.5 on the held-out test split.
 
     ``precision``: a dtype policy of ``frcnn_lib.precision`` for the model (None: float32,
-    or whatever global policy the caller set)."""
+    or whatever global policy the caller set).  ``announce`` prints the one-line result
+    (the command line passes its stdout writer; progress goes to ``print``)."""
     preset = get_preset("shapes_cpu")
     train = preset["train"]
     if epochs is not None:
@@ -66,7 +68,7 @@ def run_demo(out="runs/demo", epochs=None, train_images=None, verbose=1, precisi
     }
     training.write_json(os.path.join(out, "metrics.json"), metrics)
     _write_markdown(os.path.join(out, "report.md"), metrics, history.history)
-    print(f"mAP@0.5 VOC07 = {voc07['mAP']:.3f}, VOC2010+ = {voc2010['mAP']:.3f}; "
+    announce(f"mAP@0.5 VOC07 = {voc07['mAP']:.3f}, VOC2010+ = {voc2010['mAP']:.3f}; "
           f"training {t2 - t1:.0f} s, total {t3 - t0:.0f} s; report: {os.path.join(out, 'report.md')}")
     return metrics
 

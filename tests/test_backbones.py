@@ -132,7 +132,8 @@ def test_vgg16_imagenet_without_internet_names_the_file_to_provide(tmp_path, mon
     message = str(error)
     assert IMAGENET_FILES["vgg16"] == "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
     assert IMAGENET_FILES["vgg16"] in message, message
-    assert os.path.join(".keras", "models") in message, message
+    # Keras' cache as Keras computes it (KERAS_HOME, else ~/.keras): here the patched one.
+    assert os.path.join(str(tmp_path / "keras_home"), "models", IMAGENET_FILES["vgg16"]) in message, message
 
 
 def test_vgg16_imagenet_head_weights_missing_names_the_full_model_file(monkeypatch):

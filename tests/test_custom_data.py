@@ -138,7 +138,7 @@ def custom_run(custom, tmp_path_factory):
     argv = ["train", "--data", f"voc:{custom}:trainval", "--out", out, "--epochs", "1",
             "--batch-size", "2", "--quiet", "--init-model", shapes_run / "model.keras", *TINY_SET]
     printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
+    with contextlib.redirect_stderr(printed):    # logs go to stderr (results to stdout)
         code = call(argv)
     assert code == 0
     return out, printed.getvalue()

@@ -341,7 +341,7 @@ def test_kill_9_then_resume(killed_run, capsys, monkeypatch):
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert (f"resuming from epoch {done} (step {state['step']}, {state['epoch_step']} steps "
-            f"into epoch {done + 1})") in captured.out
+            f"into epoch {done + 1})") in captured.err      # a log line: stderr
 
     # It started from the checkpoint: same weights, same optimizer state, same step.
     assert len(capture.weights) == len(saved.get_weights())
