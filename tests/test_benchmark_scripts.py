@@ -73,3 +73,14 @@ def test_gpu_check_nms_only_smoke_passes_with_tf32_on():
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "tiled NMS with TF32 on == greedy NMS: 9/9 runs" in done.stdout, done.stdout
     assert "SUMMARY gpu_check: NMS with TF32 PASS [smoke]" in done.stdout
+
+
+def test_bench_promotion_quick_prints_the_op_count_and_three_models():
+    stdout, rows = _run_quick("bench_promotion.py")
+    assert "operations in the library model's traced training step:" in stdout
+    assert rows[1:] == ["library", "graph parts", "all parts"]
+
+
+def test_course_noise_quick_trains_and_evaluates_twice():
+    stdout, _ = _run_quick("course_noise.py")
+    assert stdout.count("final loss") == 2 and "VOC2010+" in stdout
