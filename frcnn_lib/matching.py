@@ -35,24 +35,8 @@ def match(iou_matrix, gt_valid, positive_threshold, negative_threshold,
       the best-overlapping valid ground truth (0 where there is none; only meaningful
       where ``labels == 1``).
     """
-    iou_matrix = tf.stop_gradient(tf.convert_to_tensor(iou_matrix, tf.float32))
-    gt_valid = tf.cast(gt_valid, tf.bool)[:, None, :]                     # (B, 1, G)
-    valid_pair = tf.broadcast_to(gt_valid, tf.shape(iou_matrix))
-    if anchor_valid is not None:
-        anchor_valid = tf.cast(anchor_valid, tf.bool)
-        if anchor_valid.shape.rank == 1:
-            anchor_valid = anchor_valid[None, :]
-        valid_pair = valid_pair & anchor_valid[..., None]
-    # -1 marks pairs that may not match: below every threshold and below any real IoU.
-    ious = tf.where(valid_pair, iou_matrix, -1.0)
-
-    # A column of -1 stands for "no ground truth", so images with none (or G == 0) need no branch.
-    # (Built from the shape, not sliced from ``ious``, which has no column to slice when G == 0.)
-    no_gt = tf.fill(tf.concat([tf.shape(ious)[:2], [1]], axis=0), -1.0)
-    padded = tf.concat([ious, no_gt], axis=2)
-    max_iou = tf.reduce_max(padded, axis=2)
-    matched_gt = tf.argmax(padded, axis=2, output_type=tf.int32)
-    matched_gt = tf.where(max_iou >= 0.0, matched_gt, 0)
+    ious, valid_pair, anchor_valid = mask_invalid_pairs(iou_matrix, gt_valid, anchor_valid)
+    max_iou, matched_gt = best_match(ious)
 
     labels = tf.fill(tf.shape(max_iou), IGNORE)
     labels = tf.where(max_iou < negative_threshold, NEGATIVE, labels)
@@ -66,3 +50,33 @@ def match(iou_matrix, gt_valid, positive_threshold, negative_threshold,
     if anchor_valid is not None:
         labels = tf.where(tf.broadcast_to(anchor_valid, tf.shape(labels)), labels, IGNORE)
     return labels, matched_gt
+
+
+def mask_invalid_pairs(iou_matrix, gt_valid, anchor_valid=None):
+    """``ious (B, N, G)`` with -1 where a pair may not match (padded ground truth, an invalid
+    anchor): below every threshold and below any real IoU.
+
+    Returns ``(ious, valid_pair (B, N, G) bool, anchor_valid)``, the last as ``(B|1, N)``
+    bool or None.
+    """
+    iou_matrix = tf.stop_gradient(tf.convert_to_tensor(iou_matrix, tf.float32))
+    gt_valid = tf.cast(gt_valid, tf.bool)[:, None, :]                     # (B, 1, G)
+    valid_pair = tf.broadcast_to(gt_valid, tf.shape(iou_matrix))
+    if anchor_valid is not None:
+        anchor_valid = tf.cast(anchor_valid, tf.bool)
+        if anchor_valid.shape.rank == 1:
+            anchor_valid = anchor_valid[None, :]
+        valid_pair = valid_pair & anchor_valid[..., None]
+    return tf.where(valid_pair, iou_matrix, -1.0), valid_pair, anchor_valid
+
+
+def best_match(ious):
+    """Each anchor's best IoU ``(B, N)`` (-1 where it has no valid pair) and the index of that
+    ground truth ``(B, N)`` int32 (0 where there is none), from masked ``ious (B, N, G)``."""
+    # A column of -1 stands for "no ground truth", so images with none (or G == 0) need no branch.
+    # (Built from the shape, not sliced from ``ious``, which has no column to slice when G == 0.)
+    no_gt = tf.fill(tf.concat([tf.shape(ious)[:2], [1]], axis=0), -1.0)
+    padded = tf.concat([ious, no_gt], axis=2)
+    max_iou = tf.reduce_max(padded, axis=2)
+    matched_gt = tf.argmax(padded, axis=2, output_type=tf.int32)
+    return max_iou, tf.where(max_iou >= 0.0, matched_gt, 0)

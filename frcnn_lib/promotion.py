@@ -45,6 +45,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from frcnn_lib import matching
 from frcnn_lib.errors import FrcnnError
 from frcnn_lib.parts import LIBRARY, Parts
 
@@ -87,21 +88,11 @@ def match_adapter(learner_label_anchors):
         if not allow_low_quality_matches:
             raise FrcnnError("the promoted label_anchors always applies the best-anchor rule; "
                              "allow_low_quality_matches=False needs the library's match")
-        ious = tf.stop_gradient(_float(iou_matrix))
-        valid_pair = tf.broadcast_to(tf.cast(gt_valid, tf.bool)[:, None, :], tf.shape(ious))
-        if anchor_valid is not None:
-            anchor_valid = tf.cast(anchor_valid, tf.bool)
-            if anchor_valid.shape.rank == 1:
-                anchor_valid = anchor_valid[None, :]
-            valid_pair = valid_pair & anchor_valid[..., None]
-        ious = tf.where(valid_pair, ious, -1.0)
+        ious, _, anchor_valid = matching.mask_invalid_pairs(iou_matrix, gt_valid, anchor_valid)
         labels = tf.map_fn(
             lambda m: tf.cast(learner_label_anchors(m, positive_threshold, negative_threshold), tf.int32),
             ious, fn_output_signature=tf.int32)
-        no_gt = tf.fill(tf.concat([tf.shape(ious)[:2], [1]], axis=0), -1.0)
-        padded = tf.concat([ious, no_gt], axis=2)
-        matched = tf.argmax(padded, axis=2, output_type=tf.int32)
-        matched = tf.where(tf.reduce_max(padded, axis=2) >= 0.0, matched, 0)
+        _, matched = matching.best_match(ious)
         if anchor_valid is not None:
             labels = tf.where(tf.broadcast_to(anchor_valid, tf.shape(labels)), labels, -1)
         return labels, matched

@@ -164,9 +164,13 @@ def checker(title, reference=None, library=None, part=None):
     return wrap
 
 
-def run_cases(title, fn, cases, reference, variants=(), names=None, generic_hint=None,
-              atol=1e-4, rtol=1e-4, post=None):
-    """The usual check: ``fn`` against ``reference`` on every case, in order.
+NAN_HINT = "your answer has NaN: a 0 / 0 somewhere? Guard the division (result 0 there)."
+
+
+def value_cases(title, fn, cases, reference, variants=(), names=None, generic_hint=None,
+                atol=1e-4, rtol=1e-4, post=None):
+    """``fn`` against ``reference`` on every case, in order; raises Stop (after printing the
+    failing case) on the first that differs, returns nothing when all agree.
 
     Args:
       cases: sequence of ``(case_name, args)``; ``args`` a tuple of positional arguments.
@@ -175,7 +179,6 @@ def run_cases(title, fn, cases, reference, variants=(), names=None, generic_hint
       names: argument names, to print the failing case's inputs.
       generic_hint: the hint when no variant matches.
       post: optional function applied to both answers before comparing (e.g. sorting).
-    Returns True after printing PASS; raises Stop on the first failing case.
     """
     post = post or (lambda x: x)
     for case, args in cases:
@@ -187,9 +190,15 @@ def run_cases(title, fn, cases, reference, variants=(), names=None, generic_hint
             continue
         hint = diagnose(got, args, variants, atol, rtol) if got_array is not None else None
         if hint is None and got_array is not None and got_array.size and np.isnan(got_array).any():
-            hint = "your answer has NaN: a 0 / 0 somewhere? Guard the division (result 0 there)."
+            hint = NAN_HINT
         inputs = dict(zip(names, args)) if names else None
         fail(title, case, reason, expected, got, hint or generic_hint, inputs)
+
+
+def run_cases(title, fn, cases, reference, variants=(), names=None, generic_hint=None,
+              atol=1e-4, rtol=1e-4, post=None):
+    """The usual check: :func:`value_cases`, then the PASS verdict naming the cases."""
+    value_cases(title, fn, cases, reference, variants, names, generic_hint, atol, rtol, post)
     return passed(title, f"{len(cases)} cases agree with frcnn_lib ("
                   + ", ".join(c for c, _ in cases) + ")")
 

@@ -70,23 +70,6 @@ def _ap_reference(recall, precision, use_07_metric):
     return voc.voc_ap(recall, precision, use_07_metric)
 
 
-def _ap_np(recall, precision, use_07, envelope=True, strict=False, points=11, trapezoid=False,
-           thresholds=None):
-    recall = np.asarray(recall, np.float64)
-    precision = np.asarray(precision, np.float64)
-    env = np.maximum.accumulate(precision[::-1])[::-1] if envelope else precision
-    if use_07:
-        total = 0.0
-        for t in (np.arange(11) / 10.0 if thresholds is None else thresholds):
-            mask = recall > t if strict else recall >= t
-            if mask.any():
-                total += env[mask].max() if envelope else env[np.argmax(mask)]
-        return total / points
-    if trapezoid:
-        return float(np.trapezoid(env, recall))
-    return float(np.sum(np.diff(np.concatenate([[0.0], recall])) * env))
-
-
 # The 11 recall points.  frcnn_lib takes exactly k / 10 (np.arange(11) / 10).  py-faster-rcnn's
 # voc_eval.voc_ap loops over np.arange(0., 1.1, 0.1): 11 points from 0 to 1 too, the same as
 # np.linspace(0, 1, 11), of which three are one rounding step above k / 10 (0.30000000000000004,

@@ -17,7 +17,7 @@ import tensorflow as tf
 from frcnn_lib import boxes as box_ops
 from frcnn_lib.datasets import voc as voc_reader
 from frcnn_lib.exercises._report import (as_array, call, checker, compare, diagnose, fail,
-                                         passed, run_cases)
+                                         passed, run_cases, value_cases)
 
 _rng = np.random.default_rng
 
@@ -34,26 +34,6 @@ GRAPH_HINT = ("your function works on numpy arrays but not inside the compiled t
               "(ops.maximum, ops.minimum, ops.where, ops.log, ops.exp, ops.stack, ...) instead "
               "of np.*, do not convert to numpy (np.asarray, .numpy(), float(x), int(x) on an "
               "input), and take sizes with ops.shape(x), not len(x) or x.shape[0].")
-_NAN_HINT = "your answer has NaN: a 0 / 0 somewhere? Guard the division (result 0 there)."
-
-
-def value_cases(title, fn, cases, reference, variants=(), names=None, generic_hint=None,
-                atol=1e-4, rtol=1e-4, post=None):
-    """``_report.run_cases`` without the final verdict: raises Stop on the first failing
-    case, returns nothing when all agree (a graph case may follow)."""
-    post = post or (lambda x: x)
-    for case, args in cases:
-        expected = post(np.asarray(reference(*args), np.float64))
-        got = call(title, case, fn, *[a.copy() if isinstance(a, np.ndarray) else a for a in args])
-        got_array = as_array(got)
-        reason = compare(expected, post(got_array) if got_array is not None else got, atol, rtol)
-        if reason is None:
-            continue
-        hint = diagnose(got, args, variants, atol, rtol) if got_array is not None else None
-        if hint is None and got_array is not None and got_array.size and np.isnan(got_array).any():
-            hint = _NAN_HINT
-        inputs = dict(zip(names, args)) if names else None
-        fail(title, case, reason, expected, got, hint or generic_hint, inputs)
 
 
 def _spec(value):
