@@ -17,7 +17,7 @@ level of 0 or 1 brings it back; see ``frcnn_lib.quiet``).
 """
 import sys
 
-__version__ = "0.1.1"
+__version__ = "0.2.0"
 
 from frcnn_lib.errors import FrcnnError  # noqa: F401,E402
 

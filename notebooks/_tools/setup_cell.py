@@ -7,7 +7,7 @@ first code cell of every `notebooks/NN_*.ipynb`:
     python notebooks/_tools/setup_cell.py          # after changing COURSE_REPO / COURSE_REF here
     python notebooks/_tools/setup_cell.py --check  # exit 1 if a notebook's cell differs (a test runs this)
 
-To publish a new version of the course: tag the commit (`git tag v0.1.1`), set COURSE_REF to the
+To publish a new version of the course: tag the commit (`git tag v0.2.0`), set COURSE_REF to the
 tag, run this script, commit. The cell installs the library only (no JupyterLab or ipywidgets:
 Colab brings its own Jupyter and widgets), pinned to COURSE_REF, and prints what it installed.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 
 COURSE_REPO = "https://github.com/frcnn-course/frcnn"
-COURSE_REF = "v0.1.1"   # a tag or a commit of COURSE_REPO; the notebooks' library version
+COURSE_REF = "v0.2.0"   # a tag or a commit of COURSE_REPO; the notebooks' library version
 
 SETUP_CELL = f'''# Setup. On Colab: install frcnn_lib (the library only), pinned; locally `make setup` already did.
 # Written by notebooks/_tools/setup_cell.py: change COURSE_REPO / COURSE_REF there, not here.
