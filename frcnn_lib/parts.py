@@ -20,7 +20,8 @@ import dataclasses
 from typing import Callable, Optional
 
 from frcnn_lib import boxes as box_ops
-from frcnn_lib import losses, matching, nms, sampling
+from frcnn_lib import losses, matching, sampling
+from frcnn_lib import nms as nms_ops
 from frcnn_lib.anchors import generate_anchors
 
 
@@ -52,7 +53,7 @@ class Parts:
     encode: Callable = box_ops.encode
     decode: Callable = box_ops.decode
     smooth_l1: Callable = losses.smooth_l1
-    nms: Callable = nms.padded_nms
+    nms: Callable = nms_ops.padded_nms
     roi_grid: Optional[Callable] = None
     promoted: tuple = ()
     host_parts: tuple = ()

@@ -8,7 +8,7 @@ import numpy as np
 
 from frcnn_lib.anchors import generate_anchors
 from frcnn_lib.exercises._report import call, checker, compare, diagnose, fail, passed, run_cases
-from frcnn_lib.exercises.boxes import graph_case
+from frcnn_lib.exercises._report import graph_case
 
 
 # ----------------------------------------------------------------- feature-map size

@@ -1,23 +1,22 @@
 """Checks of the box exercises: VOC to xyxy, tf.image's normalised yxyx, IoU, encoding and
-decoding; and the helpers that run a learner's function inside ``tf.function``.
+decoding.
 
 Source of truth: :mod:`frcnn_lib.boxes` (and the VOC reader's rule, CONVENTIONS.md).
 Shape glossary: ``N``, ``M`` numbers of boxes; ``...`` any leading dimensions.
 
 Parts of the detector (``iou``, ``encode``, ``decode``, ... -- ``frcnn_lib.promotion``) run
 inside the compiled training step, where their inputs are symbolic tensors.  Their checks
-end with :func:`graph_case`: one case again, inside ``tf.function`` with tensors of unknown
+end with ``_report.graph_case``: one case again, inside ``tf.function`` with tensors of unknown
 size, so that numpy-only code fails here, with a hint, and not in notebook 09's training.
 """
 import math
 
 import numpy as np
-import tensorflow as tf
 
 from frcnn_lib import boxes as box_ops
 from frcnn_lib.datasets import voc as voc_reader
-from frcnn_lib.exercises._report import (as_array, call, checker, compare, diagnose, fail,
-                                         passed, run_cases, value_cases)
+from frcnn_lib.exercises._report import (as_array, call, cases_and_graph, checker, fail,
+                                         graph_case, passed, run_cases, value_cases)
 
 _rng = np.random.default_rng
 
@@ -26,96 +25,6 @@ def _random_boxes(rng, n, size=100.0):
     xy = rng.uniform(0, size, (n, 2))
     wh = rng.uniform(1, size / 2, (n, 2))
     return np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
-
-
-# ----------------------------------------------------------------- value cases, then the graph
-GRAPH_HINT = ("your function works on numpy arrays but not inside the compiled training step "
-              "(tf.function), where its inputs are symbolic tensors: write it with keras.ops "
-              "(ops.maximum, ops.minimum, ops.where, ops.log, ops.exp, ops.stack, ...) instead "
-              "of np.*, do not convert to numpy (np.asarray, .numpy(), float(x), int(x) on an "
-              "input), and take sizes with ops.shape(x), not len(x) or x.shape[0].")
-
-
-def _spec(value):
-    """A tensor of ``value`` and its ``TensorSpec``: as in the model, the numbers of anchors,
-    boxes and images are known only when it runs (dimensions of unknown size), the four
-    coordinates of a box are known (a last dimension of 4 stays)."""
-    arr = np.asarray(value)
-    dtype = tf.int32 if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool else tf.float32
-    shape = [None] * arr.ndim
-    if arr.ndim >= 2 and arr.shape[-1] == 4:
-        shape[-1] = 4
-    return tf.constant(arr, dtype), tf.TensorSpec(shape, dtype)
-
-
-def _graph_error(error):
-    """The cause of an error raised while tracing, and the learner's line that raised it.
-
-    TensorFlow's message lists the user-code frames (``File "...", line N, in name`` and the
-    line's code) and ends with the error itself."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    message = lines[-1] if lines else type(error).__name__
-    message = message.removeprefix(f"{type(error).__name__}: ").split(" This error may indicate")[0]
-    message = message.rstrip(".")
-    frames = [i for i, line in enumerate(lines[:-1]) if line.startswith("File ")]
-    if frames and frames[-1] + 1 < len(lines) - 1:
-        frame, code = lines[frames[-1]], lines[frames[-1] + 1]
-        where = frame.split(", in ")[-1].rstrip(" *")
-        number = frame.split(", line ")[-1].split(",")[0]
-        message += f", at `{code}` ({where}, line {number})"
-    message = " ".join(message.split())
-    return message[:237] + "..." if len(message) > 240 else message
-
-
-def graph_case(title, fn, case, args, tensor_args, reference, atol=1e-4, rtol=1e-4, post=None):
-    """Run ``fn(*args)`` inside ``tf.function``, ``args[i]`` for ``i`` in ``tensor_args`` being
-    tensors of unknown size (the others stay Python values, as the model passes them), and
-    compare with ``reference(*args)``; raises Stop with :data:`GRAPH_HINT` if it cannot run."""
-    post = post or (lambda x: x)
-    graph_case_name = f"{case}, inside tf.function"
-    tensors, specs = zip(*[_spec(args[i]) for i in tensor_args])
-
-    def body(*given):
-        full = list(args)
-        for i, t in zip(tensor_args, given):
-            full[i] = t
-        return fn(*full)
-
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel("ERROR")   # no "retracing" warning: each check traces a new function once
-    try:
-        got = tf.function(body, input_signature=list(specs))(*tensors)
-    except Exception as error:  # noqa: BLE001 -- numpy on a symbolic tensor raises NotImplementedError
-        fail(title, graph_case_name, f"your function raised {type(error).__name__} inside "
-             f"tf.function: {_graph_error(error)}", hint=GRAPH_HINT)
-    finally:
-        logger.setLevel(level)
-    if got is None:
-        fail(title, graph_case_name, "your function returned None inside tf.function",
-             hint="return the result (it did on numpy arrays: is a `return` inside an `if`?).")
-    got = tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, got)
-    got_array = as_array(got)
-    expected = post(np.asarray(reference(*args), np.float64))
-    reason = compare(expected, post(got_array) if got_array is not None else got, atol, rtol)
-    if reason is not None:
-        fail(title, graph_case_name, "inside tf.function the answer differs from the right one "
-             f"(which it gave on numpy arrays): {reason}", expected, got, hint=(
-                 "a Python `if`, `for` or `len()` on a tensor's values or size behaves "
-                 "differently in a graph: use ops.where for choices and ops.shape(x) for sizes."))
-
-
-def cases_and_graph(title, fn, cases, reference, graph, variants=(), names=None,
-                    generic_hint=None, atol=1e-4, rtol=1e-4, post=None, source="frcnn_lib"):
-    """The check of a part of the detector: every case against ``reference``, then
-    ``graph = (case_index, tensor_args)``: that case inside ``tf.function``."""
-    value_cases(title, fn, cases, reference, variants, names, generic_hint, atol, rtol, post)
-    index, tensor_args = graph
-    case, args = cases[index]
-    graph_case(title, fn, case, args, tensor_args, reference, atol, rtol, post)
-    return passed(title, f"{len(cases)} cases agree with {source} ("
-                  + ", ".join(c for c, _ in cases) + f"), and '{case}' also inside tf.function "
-                  "(the compiled training step)")
 
 
 # ----------------------------------------------------------------- VOC -> xyxy

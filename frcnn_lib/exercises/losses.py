@@ -7,7 +7,7 @@ import numpy as np
 
 from frcnn_lib import losses
 from frcnn_lib.exercises._report import checker, run_cases
-from frcnn_lib.exercises.boxes import cases_and_graph
+from frcnn_lib.exercises._report import cases_and_graph
 
 
 # ----------------------------------------------------------------- smooth-L1

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from frcnn_lib import sampling
 from frcnn_lib.exercises._report import as_array, call, checker, compare, fail, passed
-from frcnn_lib.exercises.boxes import cases_and_graph, graph_case
+from frcnn_lib.exercises._report import cases_and_graph, graph_case
 from frcnn_lib.matching import match
 
 # Thresholds exactly representable in float32, so that "IoU == threshold" cases are exact.
