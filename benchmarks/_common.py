@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from frcnn_lib.presets import get_preset  # noqa: E402
+from frcnn_lib.training.presets import get_preset  # noqa: E402
 
 VOC_CLASSES = 20
 

@@ -101,7 +101,7 @@ def frcnn_rates(precision, xla, cfg):
     import numpy as np
 
     from frcnn_lib import FasterRCNN
-    from frcnn_lib.optimizers import FusedSGD
+    from frcnn_lib.training.optimizers import FusedSGD
 
     keras.backend.clear_session()
     keras.mixed_precision.set_global_policy(precision)

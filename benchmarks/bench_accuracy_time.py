@@ -1,7 +1,7 @@
 """Benchmark: accuracy against training time for the main job (the ``shapes_cpu`` preset).
 
 Trains ``FasterRCNN(**shapes_cpu["model"])`` from scratch with ``model.fit`` on the
-training pipeline of ``frcnn train`` (``frcnn_lib.training.training_dataset``, i.e.
+training pipeline of ``frcnn train`` (``frcnn_lib.training.runs.training_dataset``, i.e.
 ``datasets.pipeline.make_dataset``: shuffled, flipped, repeated; the preset's
 ``train_images`` generated training images and batch size), with the preset's optimizer
 (``training.make_optimizer``: Adam, cosine schedule over the preset's epochs, clipnorm 10).  A callback watches the wall clock after every step; when the
@@ -21,9 +21,10 @@ import time
 import _common as C
 import keras
 
-from frcnn_lib import FasterRCNN, training
+from frcnn_lib import FasterRCNN
+from frcnn_lib.training import runs as training
 from frcnn_lib.datasets import shapes
-from frcnn_lib.presets import get_preset
+from frcnn_lib.training.presets import get_preset
 
 
 def _minutes(seconds):

@@ -1,4 +1,4 @@
-"""Keras' optimizers against the library's fused ones (``frcnn_lib.optimizers``), through
+"""Keras' optimizers against the library's fused ones (``frcnn_lib.training.optimizers``), through
 the call users make: ``model.train_on_batch`` of a whole training step.
 
 For each configuration two models with the same weights are compiled, one with Keras'
@@ -23,7 +23,7 @@ import keras
 import numpy as np
 
 from bench_training import batch_data
-from frcnn_lib.optimizers import FusedAdam, FusedSGD
+from frcnn_lib.training.optimizers import FusedAdam, FusedSGD
 
 
 def _pair(name, cfg):
@@ -46,7 +46,7 @@ def _batches(name, cfg, model, count, batch):
     """``count`` training batches: the shapes pipeline's for ``small``, random for vgg16."""
     if name == "small":
         from frcnn_lib.datasets import shapes
-        from frcnn_lib.training import training_dataset
+        from frcnn_lib.training.runs import training_dataset
         stream = iter(training_dataset(shapes.load("train", num_images=count * batch), model, batch))
         return [next(stream) for _ in range(count)]
     return [batch_data(batch, cfg["size"], seed=i) for i in range(count)]

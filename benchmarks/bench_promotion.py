@@ -1,4 +1,4 @@
-"""What promotion costs (``frcnn_lib.promotion``), through ``model.train_on_batch``.
+"""What promotion costs (``frcnn_lib.course.promotion``), through ``model.train_on_batch``.
 
 Three ``shapes_cpu`` models with the same weights (RoIAlign, so that the RoIAlign grid is a
 part) train round-robin in one process on the same batch of 4:
@@ -26,8 +26,8 @@ import tensorflow as tf
 
 from bench_training import batch_data
 from frcnn_lib import FasterRCNN
-from frcnn_lib.presets import get_preset
-from frcnn_lib.promotion import promote
+from frcnn_lib.training.presets import get_preset
+from frcnn_lib.course.promotion import promote
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "notebooks", "_tools"))

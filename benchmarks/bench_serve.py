@@ -50,7 +50,7 @@ def _free_port():
 
 def _model_file(folder):
     from frcnn_lib.model import FasterRCNN
-    from frcnn_lib.presets import get_preset
+    from frcnn_lib.training.presets import get_preset
 
     model = FasterRCNN(5, **{**get_preset("shapes_cpu")["model"], "detections_score_threshold": 0.0})
     model.build()

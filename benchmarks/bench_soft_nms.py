@@ -14,7 +14,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from _common import machine_info  # noqa: E402
 
-from frcnn_lib import FasterRCNN, checkpoints, datasets, training  # noqa: E402
+from frcnn_lib import FasterRCNN, datasets  # noqa: E402
+from frcnn_lib.training import checkpoints
+from frcnn_lib.training import runs as training
 from frcnn_lib.evaluation import evaluate_coco  # noqa: E402
 
 

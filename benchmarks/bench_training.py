@@ -52,8 +52,8 @@ def training_configs(quick):
 def make_optimizer(name, cfg):
     """The same optimizer for the model and the floor (small learning rates keep random
     weights finite over the benchmark's few steps; the rate does not change the cost)."""
-    from frcnn_lib.presets import get_preset
-    from frcnn_lib.training import make_optimizer as preset_optimizer
+    from frcnn_lib.training.presets import get_preset
+    from frcnn_lib.training.runs import make_optimizer as preset_optimizer
     preset = "shapes_cpu" if name == "small" else "voc_vgg16"
     return preset_optimizer(dict(get_preset(preset)["train"], learning_rate=1e-4), 100)
 

@@ -17,7 +17,7 @@ from _common import (build_model, configs, interleaved, machine_info, median, ta
 import numpy as np
 import tensorflow as tf
 
-from frcnn_lib.optimizers import FusedSGD
+from frcnn_lib.training.optimizers import FusedSGD
 
 
 def _training_data(cfg, batch, seed=0, distinct=16):

@@ -18,8 +18,8 @@ import keras
 from frcnn_lib import FasterRCNN
 from frcnn_lib.datasets import make_dataset, shapes
 from frcnn_lib.evaluation import evaluate_voc
-from frcnn_lib.presets import get_preset
-from frcnn_lib.training import make_optimizer
+from frcnn_lib.training.presets import get_preset
+from frcnn_lib.training.runs import make_optimizer
 
 
 def train_and_evaluate(train_data, test_data, settings, train, steps):

@@ -45,8 +45,9 @@ def training_check(steps, smoke):
     """``fit`` of the shapes_cpu preset with Keras' default compile; returns a dict."""
     import keras
 
-    from frcnn_lib import FasterRCNN, datasets, training
-    from frcnn_lib.presets import get_preset
+    from frcnn_lib import FasterRCNN, datasets
+    from frcnn_lib.training import runs as training
+    from frcnn_lib.training.presets import get_preset
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)

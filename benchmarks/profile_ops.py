@@ -23,10 +23,11 @@ from _common import machine_info, median, table  # noqa: I001
 
 import tensorflow as tf
 
-from frcnn_lib import FasterRCNN, training
-from frcnn_lib.classes import data_classes
+from frcnn_lib import FasterRCNN
+from frcnn_lib.training import runs as training
+from frcnn_lib.datasets.classes import data_classes
 from frcnn_lib.datasets import shapes
-from frcnn_lib.presets import get_preset
+from frcnn_lib.training.presets import get_preset
 
 
 def _scope(op_name):

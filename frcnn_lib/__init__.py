@@ -13,13 +13,13 @@ first use (PEP 562 ``__getattr__``).
 
 The import is as quiet as the command line: TensorFlow's native start-up log stays off
 stderr (``TF_CPP_MIN_LOG_LEVEL=3`` unless you set it yourself; ``FRCNN_VERBOSE=1`` or a
-level of 0 or 1 brings it back; see ``frcnn_lib.quiet``).
+level of 0 or 1 brings it back; see ``frcnn_lib.runtime.quiet``).
 """
 import sys
 
 __version__ = "0.2.0"
 
-from frcnn_lib.errors import FrcnnError  # noqa: F401,E402
+from frcnn_lib.runtime.errors import FrcnnError  # noqa: F401,E402
 
 
 def __getattr__(name):
@@ -29,13 +29,16 @@ def __getattr__(name):
 
 
 def _load_model():
-    from frcnn_lib.backend import require_tensorflow_backend
-    from frcnn_lib.quiet import quiet_library_import
+    from frcnn_lib.runtime.backend import require_tensorflow_backend
+    from frcnn_lib.runtime.quiet import quiet_library_import
 
     quiet_library_import()  # before anything here imports TensorFlow
 
     require_tensorflow_backend()  # before Keras loads: a clear error, not one from inside Keras
     from frcnn_lib.model import FasterRCNN
+    # Registered with Keras, so that ``import frcnn_lib`` is enough for load_model to rebuild the
+    # optimizer and schedule of a model trained by ``frcnn train`` or ``runs.make_optimizer``.
+    from frcnn_lib.training import optimizers, schedules  # noqa: F401
 
     return FasterRCNN
 

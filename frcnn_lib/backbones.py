@@ -25,7 +25,7 @@ import os
 import keras
 from keras import layers
 
-from frcnn_lib.errors import FrcnnError, MissingWeightsError
+from frcnn_lib.runtime.errors import FrcnnError, MissingWeightsError
 
 BACKBONES = ("vgg16", "resnet50", "small")
 STRIDES = {"vgg16": 16, "resnet50": 16, "small": 8}

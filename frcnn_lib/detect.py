@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from frcnn_lib.datasets.pipeline import as_rgb_uint8, canvas_for, resize_image
 from frcnn_lib.datasets.records import is_int
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 
 
 def detect_images(model, images, batch_size=4, score_threshold=None):
@@ -94,7 +94,7 @@ def _resize(rgb, min_side, max_side):
 def _serving_function(model):
     """One ``tf.function`` per model (and ``jit_compile`` value), traced once per canvas shape."""
     # XLA when Keras would use it for this model (``jit_compile``: True on a GPU or TPU).
-    # A promoted part that runs on the host (frcnn_lib.promotion) rules XLA out.
+    # A promoted part that runs on the host (frcnn_lib.course.promotion) rules XLA out.
     jit = bool(model.jit_compile) and not model.parts.host_parts
     cached = getattr(model, "_frcnn_detect_fn", None)
     if cached is None or cached[0] != jit:

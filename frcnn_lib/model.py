@@ -22,16 +22,14 @@ import os
 import keras
 import tensorflow as tf
 
-from frcnn_lib import input_checks, losses, rcnn, roi
-# Registered with Keras here, so that ``import frcnn_lib`` is enough for load_model to rebuild
-# the optimizer and schedule of a model trained by ``frcnn train`` or ``training.make_optimizer``.
-from frcnn_lib import optimizers, schedules  # noqa: F401
+from frcnn_lib import losses, rcnn, roi
+from frcnn_lib.runtime import input_checks
 from frcnn_lib import targets as target_assignment
 from frcnn_lib.anchors import num_anchors_per_location
 from frcnn_lib.backbones import (NEUTRAL_RGB, build_backbone, build_roi_head,
                                  copy_imagenet_head_weights, freeze, frozen_stages_for)
-from frcnn_lib.classes import name_detections, validate_classes
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.datasets.classes import name_detections, validate_classes
+from frcnn_lib.runtime.errors import FrcnnError
 from frcnn_lib.parts import LIBRARY
 from frcnn_lib.rpn import RPNHead, generate_proposals
 
@@ -75,7 +73,7 @@ class FasterRCNN(keras.Model):
     ``"image_sizes": (B, 2)``, the content size inside padded images.
 
     ``class_names`` / ``category_ids`` (optional, ``num_classes`` each): the dataset's names
-    and own ids of labels ``1..K``, kept in the config (see ``frcnn_lib.classes``).
+    and own ids of labels ``1..K``, kept in the config (see ``frcnn_lib.datasets.classes``).
     """
 
     def __init__(self, num_classes, class_names=None, category_ids=None, **kwargs):
@@ -120,7 +118,7 @@ class FasterRCNN(keras.Model):
                pretrained is not None if frozen_bn is None else bool(frozen_bn))
         self.predictor = rcnn.RCNNPredictor(self.num_classes + 1, name="rcnn_predictor")
         # The paper's geometry the stages call (frcnn_lib.parts): the library's, unless the
-        # course promotes a learner's (frcnn_lib.promotion.promote).  Not saved with the model.
+        # course promotes a learner's (frcnn_lib.course.promotion.promote).  Not saved with the model.
         self.parts = LIBRARY
         self.loss_trackers = {n: keras.metrics.Mean(name=n) for n in ("loss",) + LOSS_NAMES}
         # Every weight exists from here on: a step compiled with XLA (Keras' default on a GPU)
@@ -180,7 +178,7 @@ class FasterRCNN(keras.Model):
         return super().make_predict_function(force)
 
     def _no_xla_for_host_parts(self):
-        # A promoted part that runs on the host (frcnn_lib.promotion) cannot be compiled by XLA.
+        # A promoted part that runs on the host (frcnn_lib.course.promotion) cannot be compiled by XLA.
         if self.parts.host_parts and getattr(self, "compiled", False) and self.jit_compile:
             self.jit_compile = False
 
@@ -211,7 +209,7 @@ class FasterRCNN(keras.Model):
         shape = tf.shape(images)
         rows = tf.range(shape[1])[None, :, None] < image_sizes[:, 0:1, None]     # (B, H, 1)
         cols = tf.range(shape[2])[None, None, :] < image_sizes[:, 1:2, None]     # (B, 1, W)
-        # A custom trunk (frcnn_lib.custom_backbone) preprocesses itself: its padding stays 0.
+        # A custom trunk (frcnn_lib.course.custom_backbone) preprocesses itself: its padding stays 0.
         neutral = tf.constant(NEUTRAL_RGB.get(self.settings["backbone"], (0.0, 0.0, 0.0)), images.dtype)
         return tf.where((rows & cols)[..., None], images, neutral)
 
@@ -432,13 +430,13 @@ class FasterRCNN(keras.Model):
     def export(self, filepath, format="tf_saved_model", verbose=True, **kwargs):
         """Write a SavedModel whose ``serve`` endpoint maps float images ``(B, H, W, 3)`` to the
         padded detections of :meth:`call`; ``format="tflite"`` writes a float32 TFLite file
-        with the same signature (``frcnn_lib.export_tflite``), ``format="onnx"`` an ONNX file
-        through tf2onnx (``frcnn_lib.export_onnx``; ``opset=`` in kwargs)."""
+        with the same signature (``frcnn_lib.export.tflite``), ``format="onnx"`` an ONNX file
+        through tf2onnx (``frcnn_lib.export.onnx``; ``opset=`` in kwargs)."""
         if format == "tflite":
-            from frcnn_lib.export_tflite import export_tflite
+            from frcnn_lib.export.tflite import export_tflite
             return export_tflite(self, filepath)
         if format == "onnx":
-            from frcnn_lib.export_onnx import export_onnx
+            from frcnn_lib.export.onnx import export_onnx
             return export_onnx(self, filepath, **kwargs)
         if format != "tf_saved_model":
             return super().export(filepath, format=format, verbose=verbose, **kwargs)

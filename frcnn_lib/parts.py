@@ -10,7 +10,7 @@ library function it defaults to (batched, in TensorFlow), so :data:`LIBRARY` is 
 the code the stages ran before there was a ``Parts``: nothing is added to the traced
 graph when nothing is replaced.
 
-The course replaces them with the learner's own functions (``frcnn_lib.promotion.promote``),
+The course replaces them with the learner's own functions (``frcnn_lib.course.promotion.promote``),
 which wraps each learner's function, written for one image, in an adapter with this
 signature.
 """

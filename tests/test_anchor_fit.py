@@ -1,11 +1,12 @@
-"""``frcnn_lib.anchor_fit`` against a direct numpy computation on a hand-made dataset, a
+"""``frcnn_lib.training.anchor_fit`` against a direct numpy computation on a hand-made dataset, a
 hand-computed case, the fit on boxes of known shapes, and ``frcnn anchors``."""
 import re
 
 import numpy as np
 import pytest
 
-from frcnn_lib import FrcnnError, anchor_fit
+from frcnn_lib import FrcnnError
+from frcnn_lib.training import anchor_fit
 from frcnn_lib.datasets.records import DetectionData, ImageRecord
 from test_cli import call, one_error_line
 

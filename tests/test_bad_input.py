@@ -1,6 +1,6 @@
 """Bad input given to the model itself (not through the dataset readers).
 
-What happens, by case (``frcnn_lib.input_checks`` checks on the graph, ``fit``,
+What happens, by case (``frcnn_lib.runtime.input_checks`` checks on the graph, ``fit``,
 ``evaluate``, ``predict`` and ``*_on_batch`` turn a failed check into a one-line
 FrcnnError, and a rejected batch changes no weight and no optimizer step):
 
@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from frcnn_lib.datasets.pipeline import make_dataset
 from frcnn_lib.datasets.records import DetectionData, ImageRecord
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 from helpers.synthetic import HEIGHT, WIDTH, after_one_step, make_batch, reset_to
 
 NUM_CLASSES = 2
@@ -163,7 +163,7 @@ def test_wrong_box_shape_is_rejected(model):
 
 def test_shapes_unknown_when_traced_are_checked_when_run(model):
     """Keras may retrace with relaxed (unknown) dimensions: then the graph checks the shape."""
-    from frcnn_lib import input_checks
+    from frcnn_lib.runtime import input_checks
 
     check = tf.function(
         lambda images, boxes, labels: input_checks.check_inputs(

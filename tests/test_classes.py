@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from frcnn_lib import FasterRCNN, FrcnnError
-from frcnn_lib.classes import (data_classes, name_detections, parse_class_list, saved_classes,
+from frcnn_lib.datasets.classes import (data_classes, name_detections, parse_class_list, saved_classes,
                                validate_classes)
 from frcnn_lib.datasets import shapes
 from frcnn_lib.datasets.records import DetectionData

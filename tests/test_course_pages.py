@@ -2,7 +2,7 @@
 
 Every notebook 01-12 has at least one exercise; an exercise is a stub cell (tag ``exercise``:
 ``def my_x(...)`` raising ``NotImplementedError``) followed by the cell that adopts it
-(``x = adopt(my_x, check_x, ...)``, tag ``check``) with a check of ``frcnn_lib.exercises``;
+(``x = adopt(my_x, check_x, ...)``, tag ``check``) with a check of ``frcnn_lib.course.exercises``;
 no cell holds a solution; and no code cell before an exercise defines a function of the same
 name or its worked ``_np`` twin.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-import frcnn_lib.exercises as exercises
+import frcnn_lib.course.exercises as exercises
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 _STUB = re.compile(r"^def (my_(\w+))\(", re.M)

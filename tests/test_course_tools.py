@@ -64,7 +64,7 @@ def test_course_notebooks_are_found_in_order():
 def test_promote_reference_answers_fills_the_learner_parts_that_notebook_09_promotes(tmp_path, monkeypatch, capsys):
     # make course runs `run_course.py --promote-reference-answers`: before notebook 09, the
     # reference answers go to runs/course/learner/, as if a learner had solved 03-08.
-    from frcnn_lib.exercises import CHECKS_BY_PART, load_learner_parts
+    from frcnn_lib.course.exercises import CHECKS_BY_PART, load_learner_parts
     monkeypatch.setattr(run_course, "ROOT", tmp_path)
     written = run_course.promote_reference_answers()
     assert sorted(written) == sorted(CHECKS_BY_PART)

@@ -1,10 +1,10 @@
-"""frcnn_lib.custom_backbone.with_backbone: a user's keras.Model as the trunk of a FasterRCNN."""
+"""frcnn_lib.course.custom_backbone.with_backbone: a user's keras.Model as the trunk of a FasterRCNN."""
 import keras
 import numpy as np
 import pytest
 
-from frcnn_lib.custom_backbone import with_backbone
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.course.custom_backbone import with_backbone
+from frcnn_lib.runtime.errors import FrcnnError
 from tests.helpers.synthetic import make_batch, tiny_model
 
 
@@ -65,7 +65,7 @@ def test_mistakes_give_one_line_errors():
 
 
 def test_a_saved_keras_file_refuses_to_load_with_one_line(tmp_path):
-    from frcnn_lib.checkpoints import load_model
+    from frcnn_lib.training.checkpoints import load_model
     model = with_backbone(tiny_model(), trunk(), stride=8)
     model.build()
     model.save(tmp_path / "x.keras")

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from frcnn_lib import FrcnnError, checkpoints
+from frcnn_lib import FrcnnError
+from frcnn_lib.training import checkpoints
 from frcnn_lib.datasets import voc
-from frcnn_lib.finetune import init_from
+from frcnn_lib.training.finetune import init_from
 from helpers.reliability import TINY_SET, trained_run
 from helpers.synthetic import tiny_model
 from test_cli import call, one_error_line

@@ -9,7 +9,7 @@ import pytest
 
 import frcnn_lib.datasets as fd
 from frcnn_lib.datasets import coco
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 
 FIXTURE = Path(__file__).resolve().parents[1] / "datasets" / "fixtures" / "coco_mini"
 ORIGINAL = json.loads((FIXTURE / "annotations.json").read_text())

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from frcnn_lib.datasets import coco, voc
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "datasets" / "fixtures"
 VOC_XML = (FIXTURES / "voc_mini" / "VOC2007" / "Annotations" / "000001.xml").read_bytes()

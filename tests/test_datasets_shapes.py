@@ -4,7 +4,7 @@ import pytest
 
 import frcnn_lib.datasets as fd
 from frcnn_lib.datasets import shapes
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 
 
 def _arrays(data):

@@ -9,7 +9,7 @@ import pytest
 import frcnn_lib.datasets as fd
 from frcnn_lib.boxes import iou
 from frcnn_lib.datasets import voc
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 
 FIXTURE = Path(__file__).resolve().parents[1] / "datasets" / "fixtures" / "voc_mini" / "VOC2007"
 

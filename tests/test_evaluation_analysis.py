@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 from frcnn_lib.evaluation import evaluate_voc, voc_ap
 from frcnn_lib.evaluation.analysis import (ERROR_TYPES, SIZE_RANGES, ap_by_size, confusion_matrix,
                                            error_breakdown, precision_recall_curves, worst_images)

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 from frcnn_lib.evaluation import MeanAveragePrecision
 
 # Two validation images.  Image 0: class 1 at A = [0,0,10,10]; image 1: class 2 at

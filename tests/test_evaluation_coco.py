@@ -7,7 +7,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 from frcnn_lib.evaluation import COCO_METRIC_NAMES, evaluate_coco, evaluate_voc
 
 CATEGORY_IDS = {1: 3, 2: 7, 3: 11}  # non-contiguous, like instances_val2017.json

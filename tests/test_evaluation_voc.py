@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 from frcnn_lib.evaluation import evaluate_voc, voc_ap
 
 

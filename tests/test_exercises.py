@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from frcnn_lib import exercises as ex
-from frcnn_lib.exercises import _report
+from frcnn_lib.course import exercises as ex
+from frcnn_lib.course.exercises import _report
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "notebooks" / "_tools"))
 from reference_answers import ANSWERS  # noqa: E402
@@ -104,7 +104,7 @@ def test_show_reference_prints_the_library_code(capsys, check):
 
 
 def test_every_check_names_its_part_and_every_part_has_a_check():
-    from frcnn_lib.promotion import PART_FIELDS
+    from frcnn_lib.course.promotion import PART_FIELDS
     assert {c.title: c.part for c in ALL_CHECKS if c.part} == PARTS
     assert set(ex.CHECKS_BY_PART) == set(PART_FIELDS)
     assert all(c.part is None for c in ALL_CHECKS if c.title not in PARTS)
@@ -318,7 +318,7 @@ def test_feature_map_size(capsys):
 
 def test_feature_map_size_reference_is_the_vgg16_backbone():
     from frcnn_lib.backbones import build_backbone
-    from frcnn_lib.exercises.anchors import vgg16_feature_map_size
+    from frcnn_lib.course.exercises.anchors import vgg16_feature_map_size
     backbone, stride = build_backbone("vgg16", None)
     assert stride == 16
     for h, w in [(160, 160), (33, 47)]:
@@ -449,7 +449,7 @@ def test_sample_balanced(capsys):
 
 def test_sample_balanced_follows_the_keys(capsys):
     # The same labels with keys from two generators: two samples, each the library's.
-    from frcnn_lib.exercises.matching import _labels, _sample_reference
+    from frcnn_lib.course.exercises.matching import _labels, _sample_reference
     labels = _labels(300, 1000, 0, 1)
     a, b = (np.random.default_rng(s).uniform(size=len(labels)).astype(np.float32) for s in (1, 2))
     got_a, got_b = (np.asarray(ANSWERS["my_sample_balanced"](labels, k, 256, 0.5)) for k in (a, b))
@@ -460,7 +460,7 @@ def test_sample_balanced_follows_the_keys(capsys):
 
 def test_sample_balanced_reference_is_the_library_draw():
     # The check's reference with the library's own keys gives sampling.sample_balanced's sample.
-    from frcnn_lib.exercises.matching import _labels, _sample_reference
+    from frcnn_lib.course.exercises.matching import _labels, _sample_reference
     from frcnn_lib.sampling import sample_balanced
     labels = _labels(40, 500, 30, 3)
     seed = tf.constant([3, 4], tf.int32)
@@ -580,7 +580,7 @@ def test_roi_align_grid_reference_is_what_roi_align_samples():
     # roi_align on a map whose two channels hold each pixel's row and column reads back the
     # sample positions (bilinear sampling of a ramp is exact).
     from frcnn_lib import roi
-    from frcnn_lib.exercises.roi import roi_align_grid
+    from frcnn_lib.course.exercises.roi import roi_align_grid
     rois = np.array([[20.5, 33.25, 84.5, 57.25], [100, 40, 180, 160]], np.float32)
     n = 14
     rows, cols = np.meshgrid(np.arange(64), np.arange(64), indexing="ij")
@@ -610,7 +610,7 @@ def test_label_rois(capsys):
 
 
 def test_label_rois_reference_agrees_with_rcnn_targets():
-    from frcnn_lib.exercises.rcnn_targets import _labels_reference
+    from frcnn_lib.course.exercises.rcnn_targets import _labels_reference
     from frcnn_lib.targets import rcnn_targets
     rng = np.random.default_rng(0)
     gt = np.array([[10, 10, 50, 50], [60, 20, 90, 70]], np.float32)
@@ -803,7 +803,7 @@ def test_train_step(capsys, tiny_model_and_batch):
 
 def test_the_check_settings_make_the_mistakes_visible(tiny_model_and_batch):
     # Biases and loss weights as a fresh preset model has them would hide two mistakes.
-    from frcnn_lib.exercises import training
+    from frcnn_lib.course.exercises import training
     model, _, _ = tiny_model_and_batch
     assert all(v != 1.0 for k, v in training.CHECK_SETTINGS.items() if k.startswith("loss_"))
     twin = training.copy_of(model)

@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from frcnn_lib import export_onnx
-from frcnn_lib.errors import FrcnnError
-from frcnn_lib.export_onnx import run_onnx
+from frcnn_lib.export import onnx as export_onnx
+from frcnn_lib.runtime.errors import FrcnnError
+from frcnn_lib.export.onnx import run_onnx
 from helpers.reliability import finish, start_frcnn
 from helpers.synthetic import make_batch, tiny_model
 

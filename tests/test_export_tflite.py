@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from frcnn_lib.export_tflite import run_tflite
+from frcnn_lib.export.tflite import run_tflite
 from helpers.reliability import finish, start_frcnn
 from helpers.synthetic import make_batch, tiny_model
 

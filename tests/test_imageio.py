@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from frcnn_lib.datasets.imageio import image_size, read_image
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 
 
 def _png16(path, array, color_type):

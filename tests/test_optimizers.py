@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from frcnn_lib.optimizers import FusedAdam, FusedSGD
-from frcnn_lib.training import make_optimizer
+from frcnn_lib.training.optimizers import FusedAdam, FusedSGD
+from frcnn_lib.training.runs import make_optimizer
 
 SHAPES = [(3, 3, 4, 8), (8,), (50, 6)]
 

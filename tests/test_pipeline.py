@@ -8,7 +8,7 @@ import tensorflow as tf
 import frcnn_lib.datasets as fd
 from frcnn_lib.datasets import pipeline, shapes, voc
 from frcnn_lib.datasets.records import DetectionData, ImageRecord
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 
 VOC = Path(__file__).resolve().parents[1] / "datasets" / "fixtures" / "voc_mini" / "VOC2007"
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from frcnn_lib import cli
-from frcnn_lib.errors import FrcnnError
-from frcnn_lib.precision import PRECISIONS, check_precision, policy_scope, precision_of
+from frcnn_lib.runtime.errors import FrcnnError
+from frcnn_lib.training.precision import PRECISIONS, check_precision, policy_scope, precision_of
 from helpers.reliability import train_args
 from helpers.synthetic import make_batch, tiny_model
 

@@ -16,7 +16,7 @@ import pytest
 
 from frcnn_lib import FasterRCNN
 from frcnn_lib.backbones import frozen_stages_for
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 from helpers import fake_imagenet
 from helpers.reliability import subprocess_env
 from helpers.synthetic import make_batch

@@ -1,4 +1,4 @@
-"""Promotion: a learner's parts take the library's place inside FasterRCNN (frcnn_lib.promotion).
+"""Promotion: a learner's parts take the library's place inside FasterRCNN (frcnn_lib.course.promotion).
 
 The learner's parts here are the course's reference answers (notebooks/_tools/reference_answers.py,
 written with keras.ops like the exercises ask), so a promoted model must give the library's
@@ -13,12 +13,12 @@ import pytest
 import tensorflow as tf
 
 from frcnn_lib import FasterRCNN
-from frcnn_lib.errors import FrcnnError
-from frcnn_lib.exercises import CHECKS_BY_PART, adopt, check_iou, load_learner_parts
-from frcnn_lib.exercises.adopt import save_part
+from frcnn_lib.runtime.errors import FrcnnError
+from frcnn_lib.course.exercises import CHECKS_BY_PART, adopt, check_iou, load_learner_parts
+from frcnn_lib.course.exercises.adopt import save_part
 from frcnn_lib.parts import LIBRARY
-from frcnn_lib.presets import get_preset
-from frcnn_lib.promotion import PART_FIELDS, describe, promote
+from frcnn_lib.training.presets import get_preset
+from frcnn_lib.course.promotion import PART_FIELDS, describe, promote
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "notebooks" / "_tools"))
 import reference_answers as answers  # noqa: E402

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from frcnn_lib import input_checks, training
+from frcnn_lib.runtime import input_checks
+from frcnn_lib.training import runs as training
 from frcnn_lib.datasets import coco
 from frcnn_lib.datasets.pipeline import make_dataset
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 from helpers.reliability import TINY_SET, error_lines, finish, start_frcnn
 from helpers.synthetic import after_one_step, make_batch, reset_to
 

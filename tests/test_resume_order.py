@@ -7,12 +7,13 @@ import keras
 import numpy as np
 import pytest
 
-from frcnn_lib import FrcnnError, checkpoints
+from frcnn_lib import FrcnnError
+from frcnn_lib.training import checkpoints
 from frcnn_lib.datasets import shapes
 from frcnn_lib.datasets.pipeline import make_dataset
 from frcnn_lib.datasets.records import DetectionData, ImageRecord
 from frcnn_lib.datasets.resume import portrait_flags
-from frcnn_lib.training import resume_phases
+from frcnn_lib.training.runs import resume_phases
 
 
 def mixed_orientation(n=11, seed=0):

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from frcnn_lib.model import DEFAULTS
-from frcnn_lib.presets import PRESETS
-from frcnn_lib.schedules import LinearWarmup
-from frcnn_lib.training import make_optimizer
+from frcnn_lib.training.presets import PRESETS
+from frcnn_lib.training.schedules import LinearWarmup
+from frcnn_lib.training.runs import make_optimizer
 
 
 def test_linear_warmup_rises_from_the_factor_to_the_schedule():

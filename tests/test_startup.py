@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from frcnn_lib import quiet
+from frcnn_lib.runtime import quiet
 from helpers.reliability import _TF_NOISE, error_lines
 
 SCRIPT = os.path.join(os.path.dirname(sys.executable), "frcnn")
@@ -123,7 +123,7 @@ def test_import_frcnn_lib_is_enough_to_load_a_model_trained_with_the_presets_opt
     """``frcnn train`` compiles with ``training.make_optimizer``: a fused optimizer, perhaps a
     warmup schedule. A fresh process that imports only keras and frcnn_lib (the README's
     load snippet) must rebuild them: a model trained in one session, loaded in the next."""
-    from frcnn_lib.training import make_optimizer
+    from frcnn_lib.training.runs import make_optimizer
     from helpers.synthetic import make_batch, tiny_model
     want = {}
     for name, train in PRESET_OPTIMIZERS.items():
@@ -180,7 +180,7 @@ def test_real_messages_are_not_taken_for_native_log(line):
 
 def test_filter_drops_native_lines_written_to_fd2_and_keeps_the_rest():
     code = ("import os, sys, _frcnn_console\n"      # frcnn_lib without TensorFlow
-            "from frcnn_lib.quiet import native_log_filtered\n"
+            "from frcnn_lib.runtime.quiet import native_log_filtered\n"
             "with native_log_filtered():\n"
             f"    os.write(2, {(OLD_FORMAT + chr(10) + 'real native error' + chr(10)).encode()!r})\n"
             f"    os.write(2, {(NEW_FORMAT + chr(10)).encode()!r})\n"
@@ -222,7 +222,7 @@ def test_jax_backend_is_a_clear_error_at_import():
     result = run([sys.executable, "-c", "import frcnn_lib"], env=clean_env(KERAS_BACKEND="jax"))
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("frcnn_lib.errors.FrcnnError: Keras backend 'jax' (from KERAS_BACKEND)"), last
+    assert last.startswith("frcnn_lib.runtime.errors.FrcnnError: Keras backend 'jax' (from KERAS_BACKEND)"), last
     assert "KERAS_BACKEND=tensorflow" in last
     assert "No module named 'jax'" not in result.stderr   # not Keras' own failure
 
@@ -249,7 +249,7 @@ def test_console_script_with_jax_backend_exits_2_with_one_line(tmp_path):
 # ----------------------------------------------------------------------------- progress
 PROGRESS = """
 import keras, numpy as np
-from frcnn_lib.progress import fit_verbosity, progress_bar, stage
+from frcnn_lib.runtime.progress import fit_verbosity, progress_bar, stage
 stage("evaluating")
 for _ in progress_bar(range(8), "detect"):
     pass

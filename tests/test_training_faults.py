@@ -20,8 +20,10 @@ import keras
 import numpy as np
 import pytest
 
-from frcnn_lib import checkpoints, cli, training
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib import cli
+from frcnn_lib.training import checkpoints
+from frcnn_lib.training import runs as training
+from frcnn_lib.runtime.errors import FrcnnError
 from helpers.reliability import TINY, copy_run, finish, start_frcnn, train_args, trained_run
 
 PACKAGE = Path(__file__).resolve().parents[1] / "frcnn_lib"
@@ -281,7 +283,7 @@ def test_no_pickle_eval_or_unsafe_loading_in_the_package():
                     found.append(f"{path.relative_to(PACKAGE)}:{number}: {name}: {line.strip()}")
     assert not found, "\n".join(found)
     # Run folders hold JSON and CSV only (besides .keras archives, loaded in safe mode).
-    assert "safe_mode=True" in (PACKAGE / "checkpoints.py").read_text()
+    assert "safe_mode=True" in (PACKAGE / "training" / "checkpoints.py").read_text()
 
 
 def test_run_folder_config_is_json(run):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from frcnn_lib.visualize import _names_by_label, save_detections
+from frcnn_lib.evaluation.visualize import _names_by_label, save_detections
 
 
 def detections():

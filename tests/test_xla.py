@@ -121,7 +121,7 @@ def test_no_empty_or_too_small_box_on_a_padded_canvas(jit):
 def test_bad_training_input_is_still_rejected_under_xla():
     """XLA compiles ``tf.debugging.Assert`` out of the step; the checks then run on the data
     before the step: a dataset's map, or eagerly for arrays.  Nothing is trained on it."""
-    from frcnn_lib.errors import FrcnnError
+    from frcnn_lib.runtime.errors import FrcnnError
 
     images, targets = make_batch()
     bad = {k: v.copy() for k, v in targets.items()}

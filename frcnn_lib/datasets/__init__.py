@@ -17,7 +17,7 @@ from __future__ import annotations
 from frcnn_lib.datasets import coco, shapes, voc
 from frcnn_lib.datasets.imageio import read_image
 from frcnn_lib.datasets.records import DetectionData, ImageRecord
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 
 _PIPELINE = ("canvas_for", "canvas_size", "make_dataset", "pad_to_canvas", "resize_for_inference",
              "resize_image")

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from frcnn_lib.datasets.records import DetectionData, ImageRecord, file_exists, safe_join
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 
 
 def load(annotation_file, image_dir, check_files=True) -> DetectionData:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -114,28 +114,6 @@ def image_size(path) -> tuple[int, int]:
     if orientation in (5, 6, 7, 8):  # the transposing orientations swap the sides
         height, width = width, height
     return int(height), int(width)
-
-
-def reject_unit_range(maximum, is_float, what):
-    """FrcnnError for float pixels in the ``[0, 1]`` convention (torchvision's, and that of
-    ``tf.image.convert_image_dtype``): frcnn's models take pixel values 0..255, and a [0, 1]
-    image silently gives no detections.
-
-    The rule: a float image whose maximum is in ``(0, 1]``.  An all-black float image
-    (maximum 0) passes, since it is black in both conventions; so do integer images of any
-    range.  A 0..255 float image whose brightest pixel is at most 1 (nearly black) is the one
-    case refused wrongly: pass it as uint8.
-
-    Args:
-      maximum: the largest pixel value (NaN passes).  is_float: whether the pixels are float.
-      what: names the image in the message (``"image 3"``, ``"images"``).
-    """
-    if is_float and 0.0 < float(maximum) <= 1.0:
-        raise FrcnnError(
-            f"{what}: expected pixel values 0..255 (uint8, or float 0..255 as the training "
-            f"pipeline gives), got float pixels with max {float(maximum):.4g} <= 1.0, the "
-            f"[0, 1] convention (torchvision, tf.image.convert_image_dtype): multiply by 255 "
-            f"(or pass uint8)")
 
 
 def user_image(image, index=0):

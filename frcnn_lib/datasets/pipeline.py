@@ -37,9 +37,10 @@ import numpy as np
 import tensorflow as tf
 
 from frcnn_lib.boxes import clip
-from frcnn_lib.datasets.imageio import reject_unit_range, user_image
+from frcnn_lib.datasets.imageio import user_image
+from frcnn_lib.runtime.input_checks import reject_unit_range
 from frcnn_lib.datasets.records import is_int
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 
 CANVAS_MULTIPLE = 32
 
@@ -138,7 +139,7 @@ def as_rgb_uint8(image, index=0):
     is dropped.  A ``PIL.Image`` of any mode, or a file path, is converted as image files
     are (see ``imageio.user_image``); None and other non-images raise FrcnnError naming
     ``index``.  Float pixels in [0, 1] (max in ``(0, 1]``) raise FrcnnError
-    (``imageio.reject_unit_range``)."""
+    (``input_checks.reject_unit_range``)."""
     array = user_image(image, index)
     if array.ndim == 2:
         array = array[..., None]

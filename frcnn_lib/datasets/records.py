@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 
 
 def _empty_boxes():

@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from frcnn_lib.datasets.records import DetectionData, ImageRecord, is_int
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 
 CLASS_NAMES = ["circle", "square", "triangle", "star", "ellipse"]
 SPLITS = {"train": 0, "val": 1, "test": 2}

@@ -35,7 +35,7 @@ from defusedxml import DefusedXmlException
 
 from frcnn_lib.datasets.imageio import image_size
 from frcnn_lib.datasets.records import DetectionData, ImageRecord, file_exists, safe_join
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 
 CLASS_NAMES = [
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",

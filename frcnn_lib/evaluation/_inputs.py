@@ -12,7 +12,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 
 
 class Flat(NamedTuple):

@@ -32,7 +32,7 @@ image.  Inputs are those of :func:`frcnn_lib.evaluation.evaluate_voc`: per-image
 """
 import numpy as np
 
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 from frcnn_lib.evaluation._inputs import check_lists, check_num_classes, flatten
 from frcnn_lib.evaluation.voc import (_best_ground_truth, _classify, _pair_iou, _per_class,
                                       _same_image_and_class_pairs, evaluate_voc)

@@ -17,7 +17,7 @@ import math
 import keras
 import numpy as np
 
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 from frcnn_lib.evaluation.voc import evaluate_voc
 
 

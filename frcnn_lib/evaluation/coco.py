@@ -21,7 +21,7 @@ import io
 
 import numpy as np
 
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 from frcnn_lib.evaluation._inputs import check_lists, check_num_classes, flatten
 
 COCO_METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl",

@@ -91,7 +91,7 @@ def plot_image_errors(image, detection, ground_truth, types, missed, class_names
     """One image: its detections coloured by error type (``ERROR_COLORS``), ground truth dashed
     white, missed objects dashed red.  ``types (n,)`` and ``missed (g,)`` are one image's entries
     of ``error_breakdown``; detections typed ``-1`` (below the score threshold) are not drawn."""
-    from frcnn_lib.visualize import draw_boxes
+    from frcnn_lib.evaluation.visualize import draw_boxes
     ax = _axes(ax, (3, 3))
     missed = np.asarray(missed, bool)
     gt_boxes = np.asarray(ground_truth["boxes"]).reshape(-1, 4)

@@ -42,7 +42,7 @@ only, and "first detection of each ground truth in score order" is a ``np.unique
 """
 import numpy as np
 
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 from frcnn_lib.evaluation._inputs import check_lists, check_num_classes, flatten
 
 _ELEVEN_POINTS = np.arange(11) / 10.0  # exactly 0.0, 0.1, ..., 1.0 as k / 10

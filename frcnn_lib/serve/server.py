@@ -6,7 +6,7 @@ the first request never pays the graph tracing, and ``/healthz`` answering means
 import errno
 import socket
 
-from frcnn_lib.errors import FrcnnError
+from frcnn_lib.runtime.errors import FrcnnError
 
 
 def check_port(host, port):
@@ -29,7 +29,7 @@ def serve(model_path, host="127.0.0.1", port=8000, settings=None, access_log=Tru
     """Load ``model_path`` and serve it until interrupted (Ctrl-C)."""
     import uvicorn
 
-    from frcnn_lib import checkpoints
+    from frcnn_lib.training import checkpoints
     from frcnn_lib.serve.app import ServeSettings, create_app
 
     settings = settings or ServeSettings()

@@ -159,8 +159,8 @@ def promote_reference_answers() -> list[str]:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import reference_answers
     from frcnn_lib.course import learner_parts_dir
-    from frcnn_lib.exercises import CHECKS_BY_PART
-    from frcnn_lib.exercises.adopt import save_part
+    from frcnn_lib.course.exercises import CHECKS_BY_PART
+    from frcnn_lib.course.exercises.adopt import save_part
     folder = learner_parts_dir(ROOT)
     written = []
     for part, check in CHECKS_BY_PART.items():

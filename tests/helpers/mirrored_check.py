@@ -39,7 +39,7 @@ import keras  # noqa: E402
 
 from synthetic import WIDTH, make_batch, tiny_model  # noqa: E402
 
-from frcnn_lib.optimizers import FusedSGD  # noqa: E402
+from frcnn_lib.training.optimizers import FusedSGD  # noqa: E402
 
 # Deterministic step: see the module docstring.
 EXACT = dict(rpn_batch_size=100_000, rpn_pre_nms_top_n_train=200, rpn_post_nms_top_n_train=32,

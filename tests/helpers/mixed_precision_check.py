@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 
 from synthetic import make_batch, tiny_model  # noqa: E402
 
-from frcnn_lib.optimizers import FusedAdam  # noqa: E402
+from frcnn_lib.training.optimizers import FusedAdam  # noqa: E402
 
 
 def main():

@@ -51,7 +51,8 @@ def main():
     os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": workers},
                                           "task": {"type": "worker", "index": args.index}})
 
-    from frcnn_lib import cli, training
+    from frcnn_lib import cli
+    from frcnn_lib.training import runs as training
     from frcnn_lib.datasets.records import DetectionData
 
     read = []

@@ -1,0 +1,112 @@
+"""The main job (``make demo`` / ``frcnn demo``): train on shapes, evaluate, write a report.
+
+Writes into the run folder, besides what ``training.fit`` writes: ``metrics.json``,
+``loss_curves.png``, ``detections.png`` (held-out test images, detections solid, ground
+truth dashed) and ``report.md`` that ties them together.
+"""
+import os
+import platform
+import time
+
+from frcnn_lib.training import runs as training
+from frcnn_lib.datasets.classes import data_classes
+from frcnn_lib.datasets import shapes
+from frcnn_lib.evaluation import evaluate_voc
+from frcnn_lib.model import FasterRCNN
+from frcnn_lib.training.precision import policy_scope, precision_of
+from frcnn_lib.training.presets import get_preset
+from frcnn_lib.runtime.progress import stage
+from frcnn_lib.evaluation.visualize import detection_grid, plot_history
+
+
+def run_demo(out="runs/demo", epochs=None, train_images=None, verbose=1, precision=None,
+             announce=print):
+    """Train the ``shapes_cpu`` preset and report VOC mAP@0.5 on the held-out test split.
+
+    ``precision``: a dtype policy of ``frcnn_lib.training.precision`` for the model (None: float32,
+    or whatever global policy the caller set).  ``announce`` prints the one-line result
+    (the command line passes its stdout writer; progress goes to ``print``)."""
+    preset = get_preset("shapes_cpu")
+    train = preset["train"]
+    if epochs is not None:
+        train["epochs"] = epochs
+    if train_images is not None:
+        train["train_images"] = train_images
+    t0 = time.perf_counter()
+    stage("generating the shapes data (train, val, test)", verbose > 0)
+    train_data = shapes.load("train", num_images=train["train_images"])
+    val_data = shapes.load("val", num_images=train["val_images"])
+    test_data = shapes.load("test", num_images=train["test_images"])
+    with policy_scope(precision):
+        model = FasterRCNN(train_data.num_classes, **data_classes(train_data), **preset["model"])
+    t1 = time.perf_counter()
+    stage(f"training {train['epochs']} epochs on {len(train_data)} images "
+          f"(val_mAP on {len(val_data)} after each)", verbose > 0)
+    history = training.fit(model, train_data, out, train["epochs"], train["batch_size"], train,
+                           val_data=val_data, verbose=verbose)
+    t2 = time.perf_counter()
+    stage(f"evaluating on {len(test_data)} held-out test images", verbose > 0)
+    voc07, detections, sec_per_image = training.evaluate(model, test_data, use_07_metric=True,
+                                                         progress=verbose > 0)
+    voc2010 = evaluate_voc(detections, test_data.ground_truths(), test_data.num_classes, 0.5, False)
+    t3 = time.perf_counter()
+
+    stage("writing the report", verbose > 0)
+    plot_history(history.history, os.path.join(out, "loss_curves.png"))
+    shown = list(range(min(12, len(test_data))))
+    detection_grid([test_data.read_image(i) for i in shown], [detections[i] for i in shown],
+                   [test_data.ground_truths()[i] for i in shown], test_data.class_names,
+                   os.path.join(out, "detections.png"))
+    metrics = {
+        "mAP_voc07": voc07["mAP"], "mAP_voc2010": voc2010["mAP"],
+        "AP_voc07": dict(training.class_ap_table(voc07, test_data.class_names)),
+        "seconds": {"data": t1 - t0, "train": t2 - t1, "evaluate": t3 - t2, "total": t3 - t0},
+        "eval_seconds_per_image": sec_per_image,
+        "epochs": train["epochs"], "train_images": len(train_data), "test_images": len(test_data),
+        "precision": precision_of(model),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}",
+    }
+    training.write_json(os.path.join(out, "metrics.json"), metrics)
+    _write_markdown(os.path.join(out, "report.md"), metrics, history.history)
+    announce(f"mAP@0.5 VOC07 = {voc07['mAP']:.3f}, VOC2010+ = {voc2010['mAP']:.3f}; "
+          f"training {t2 - t1:.0f} s, total {t3 - t0:.0f} s; report: {os.path.join(out, 'report.md')}")
+    return metrics
+
+
+def _write_markdown(path, metrics, history):
+    rows = "\n".join(f"| {name} | {ap:.3f} |" for name, ap in metrics["AP_voc07"].items())
+    s = metrics["seconds"]
+    last = {k: v[-1] for k, v in history.items()}
+    losses = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if not k.startswith("val_"))
+    text = f"""# frcnn demo: Faster R-CNN on the shapes data
+
+Trained the `shapes_cpu` preset (small backbone, stride 8, {metrics['precision']}) for {metrics['epochs']} epochs on
+{metrics['train_images']} generated images; evaluated on {metrics['test_images']} held-out test images.
+
+| metric | value |
+|---|---|
+| mAP@0.5, VOC07 11-point | **{metrics['mAP_voc07']:.3f}** |
+| mAP@0.5, VOC2010+ area | {metrics['mAP_voc2010']:.3f} |
+| training time | {s['train']:.0f} s |
+| total time (data, training, evaluation) | {s['total']:.0f} s |
+| detection time per test image | {1000 * metrics['eval_seconds_per_image']:.1f} ms |
+
+Machine: {metrics['machine']}.  Final epoch losses: {losses}.
+
+## AP per class (VOC07, IoU 0.5)
+
+| class | AP |
+|---|---|
+{rows}
+
+## Loss curves
+
+![loss curves](loss_curves.png)
+
+## Detections on held-out images
+
+Solid boxes: detections with score >= 0.5 (class, score).  Dashed white: ground truth.
+
+![detections](detections.png)
+"""
+    training.write_text(path, text)

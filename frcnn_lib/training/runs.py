@@ -1,0 +1,239 @@
+"""Training and evaluation runs: what ``frcnn train``, ``frcnn evaluate`` and ``frcnn demo`` do.
+
+A run folder (``out``) receives::
+
+    config.json            the model config and training settings of the run
+    history.csv            per-epoch losses (CSVLogger) and val_mAP
+    tensorboard/           TensorBoard logs (losses, val_mAP), if tensorboard is installed
+    checkpoints/           last.keras + state.json, written atomically (see checkpoints.py)
+    model.keras            the final model
+
+Plain functions over plain data: a preset dict and overrides in, a ``keras.Model`` and a
+history out.
+"""
+import json
+import math
+import os
+import time
+
+import keras
+import numpy as np
+
+from frcnn_lib.training import checkpoints
+from frcnn_lib.runtime import progress
+from frcnn_lib.runtime.errors import FrcnnError
+from frcnn_lib.evaluation import MeanAveragePrecision, evaluate_voc
+from frcnn_lib.training.optimizers import FusedAdam, FusedSGD
+from frcnn_lib.training.schedules import LinearWarmup
+
+
+def make_optimizer(train, steps_per_epoch):
+    """A Keras optimizer from the ``train`` settings of a preset (``adam`` or ``sgd``), with a
+    ``cosine`` or ``step`` learning-rate schedule over the whole run, after a linear warmup
+    of ``warmup_steps`` from ``warmup_factor * learning_rate`` if given.  Keras' update
+    rules, each variable's update one fused kernel (``frcnn_lib.training.optimizers``)."""
+    lr = float(train["learning_rate"])
+    total = max(1, int(train["epochs"]) * int(steps_per_epoch))
+    if train.get("schedule") == "cosine":
+        schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=total, alpha=0.01)
+    elif train.get("schedule") == "step":
+        bounds = [int(e * steps_per_epoch) for e in train.get("step_epochs", ())]
+        schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
+            bounds, [lr * 0.1 ** i for i in range(len(bounds) + 1)]) if bounds else lr
+    else:
+        schedule = lr
+    if train.get("warmup_steps"):
+        schedule = LinearWarmup(schedule, train["warmup_steps"], train.get("warmup_factor", 0.001))
+    name = train.get("optimizer", "adam")
+    if name == "adam":
+        return FusedAdam(schedule, clipnorm=train.get("clipnorm", 10.0))
+    if name == "sgd":
+        return FusedSGD(schedule, momentum=float(train.get("momentum", 0.9)),
+                        clipnorm=train.get("clipnorm", 10.0))
+    raise FrcnnError(f"optimizer={name!r}: expected 'adam' or 'sgd'")
+
+
+def training_dataset(data, model, batch_size, seed=0, skip_batches=0):
+    """The repeated, shuffled, flipped training ``tf.data.Dataset`` for ``model``'s image
+    sizes, from its ``skip_batches``-th batch on (the stream is the same for a seed)."""
+    from frcnn_lib.datasets.pipeline import make_dataset
+
+    s = model.settings
+    return make_dataset(data, batch_size, training=True, min_side=s["image_min_side"],
+                        max_side=s["image_max_side"], shuffle=True, flip=True, seed=seed, repeat=True,
+                        skip_batches=skip_batches)
+
+
+def resume_phases(resume_state, epochs, steps):
+    """``[(initial_epoch, epochs, steps_per_epoch, batches to skip)]``: the ``model.fit`` calls
+    of a run, one per continuous stretch.  A resume in the middle of epoch ``e`` first
+    finishes that epoch's remaining steps, then goes on with whole epochs."""
+    if not resume_state:
+        return [(0, epochs, steps, 0)]
+    epoch, step = int(resume_state["epoch"]), int(resume_state["step"])
+    epoch_step = int(resume_state.get("epoch_step", 0))
+    if step != epoch * steps + epoch_step or not 0 <= epoch_step < steps:
+        raise FrcnnError(f"--resume: the checkpoint is at step {step} ({epoch} epochs + "
+                         f"{epoch_step} steps) but this run has {steps} steps an epoch; resume "
+                         f"with the run's own --batch-size and data")
+    phases = []
+    if epoch_step:
+        phases.append((epoch, epoch + 1, steps - epoch_step, step))
+        epoch, step = epoch + 1, step + steps - epoch_step
+    if epoch < epochs:
+        phases.append((epoch, epochs, steps, step))
+    return phases
+
+
+def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, resume_state=None,
+        steps_per_epoch=None, verbose=1, extra_callbacks=(), checkpoint_every_steps=None,
+        checkpoint_every_minutes=None, strategy=None):
+    """Train ``model`` (compiled here unless it already is) and write the run folder.
+
+    Args:
+      model: a ``FasterRCNN``.  train_data / val_data: ``DetectionData``.
+      out: the run folder.  epochs: the last epoch (``resume_state`` gives the first).
+      train: the preset's training settings (optimizer, learning rate, schedule).
+      verbose: as ``keras.Model.fit``; 1 draws the live bar only on a terminal (see progress.py).
+      checkpoint_every_steps / checkpoint_every_minutes: also checkpoint within epochs.
+      resume_state: ``{"epoch", "step", "epoch_step"}`` of a checkpoint: training goes on
+        from that exact step, with the data stream an uninterrupted run would have read.
+      strategy: a ``tf.distribute`` strategy whose scope built ``model`` (and where it is
+        compiled); across machines each worker reads its own shard
+        (``frcnn_lib.training.distribute.training_input``).  Default: one device.
+
+    Returns the ``keras.callbacks.History``.  Raises FrcnnError if the loss becomes
+    non-finite (the last good checkpoint stays as it was).
+    """
+    os.makedirs(out, exist_ok=True)
+    steps = steps_per_epoch or max(1, math.ceil(len(train_data) / batch_size))
+    # An uncompiled Keras 3 model has no ``optimizer`` attribute at all.
+    if getattr(model, "optimizer", None) is None or not model.compiled:
+        model.compile(optimizer=make_optimizer(train or {"learning_rate": 1e-3, "epochs": epochs},
+                                               steps))
+    initial_epoch = resume_state["epoch"] if resume_state else 0
+    if resume_state:
+        _trim_history(os.path.join(out, "history.csv"), initial_epoch)
+    phases = resume_phases(resume_state, epochs, steps)
+    if strategy is not None:
+        from frcnn_lib.training import distribute
+        if resume_state and int(resume_state.get("epoch_step", 0)):
+            raise FrcnnError("--resume within an epoch with --strategy: not supported (each "
+                             "worker reads its own shard); resume from a checkpoint at an epoch end")
+        distribute.prepare_fit(model, strategy)
+    stopper = checkpoints.StopOnNonFiniteLoss()
+    callbacks = [stopper]
+    if val_data is not None and len(val_data):
+        callbacks.append(MeanAveragePrecision(val_data, class_names=train_data.class_names, name="val_mAP"))
+    callbacks += [
+        checkpoints.AtomicCheckpoint(os.path.join(out, "checkpoints"), steps, checkpoint_every_steps,
+                                     checkpoint_every_minutes),
+        keras.callbacks.CSVLogger(os.path.join(out, "history.csv"), append=resume_state is not None),
+        *extra_callbacks,
+    ]
+    if _tensorboard_available():
+        callbacks.append(keras.callbacks.TensorBoard(os.path.join(out, "tensorboard"), write_graph=False))
+    write_text(os.path.join(out, "config.json"),
+               json.dumps({"model": model.get_config(), "train": train, "batch_size": batch_size,
+                           "epochs": epochs}, indent=2, default=str))
+    try:
+        # FasterRCNN.fit turns an unreadable image (read on the host by the pipeline) or a
+        # rejected batch into a one-line FrcnnError, the pipeline already freed.
+        history = None
+        for first, last, phase_steps, skip in phases:
+            seed = int(model.settings["seed"])
+            if strategy is None:
+                dataset = training_dataset(train_data, model, batch_size, seed=seed, skip_batches=skip)
+            else:  # from an epoch end: a fresh stream, seeded by the epoch
+                dataset = distribute.training_input(strategy, train_data, model, batch_size,
+                                                    seed + first)
+            part = model.fit(dataset, epochs=last, initial_epoch=first, steps_per_epoch=phase_steps,
+                             callbacks=callbacks,
+                             verbose=progress.fit_verbosity(verbose),  # no escape codes in pipes
+                             shuffle=False)  # the dataset shuffles itself
+            if history is not None:
+                for key, values in part.history.items():
+                    history.history.setdefault(key, []).extend(values)
+                history.epoch += part.epoch
+            else:
+                history = part
+            if stopper.failure:
+                break
+    except FrcnnError as err:
+        failure = f"{err} (found while training; earlier checkpoints are intact)"
+    else:
+        failure = None
+    if failure:
+        raise FrcnnError(failure) from None
+    if stopper.failure:
+        last = os.path.join(out, "checkpoints", "last.keras")
+        kept = f"the last good checkpoint {last} is intact" if os.path.exists(last) else \
+            "no epoch had completed, so there is no checkpoint"
+        raise FrcnnError(f"training stopped: {stopper.failure}; {kept}. Lower the learning rate "
+                         f"or check the data for broken boxes.")
+    checkpoints.atomic_write(os.path.join(out, "model.keras"), model.save)
+    return history
+
+
+def _trim_history(path, epochs):
+    """Keep the header and the rows of the first ``epochs`` epochs of ``history.csv``: rows
+    of epochs that did not end in a checkpoint (a NaN stop, a kill) are trained again."""
+    if not os.path.isfile(path):
+        return
+    with open(path) as f:
+        lines = f.read().splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:]
+                        if line.split(",", 1)[0].strip().isdigit() and int(line.split(",", 1)[0]) < epochs]
+    if kept != lines:
+        write_text(path, "".join(kept))
+
+
+def _tensorboard_available():
+    """TensorBoard is optional (not a dependency of TensorFlow 2.21): without it,
+    ``keras.callbacks.TensorBoard`` fails at the first logged scalar, so leave it out."""
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def detect_dataset(model, data, batch_size=8, progress=True):
+    """``model.detect`` over every image of ``data``: a list of per-image dicts."""
+    from frcnn_lib.runtime.progress import progress_bar
+
+    detections = []
+    for start in progress_bar(range(0, len(data), batch_size), "detect", enabled=progress):
+        images = [data.read_image(i) for i in range(start, min(start + batch_size, len(data)))]
+        detections.extend(model.detect(images, batch_size=batch_size))
+    return detections
+
+
+def evaluate(model, data, use_07_metric=True, iou_threshold=0.5, batch_size=8, progress=True):
+    """VOC mAP of ``model`` on ``data``: ``(metrics dict, detections, seconds per image)``."""
+    start = time.perf_counter()
+    detections = detect_dataset(model, data, batch_size, progress)
+    seconds = (time.perf_counter() - start) / max(1, len(data))
+    metrics = evaluate_voc(detections, data.ground_truths(), data.num_classes, iou_threshold, use_07_metric)
+    return metrics, detections, seconds
+
+
+def class_ap_table(metrics, class_names):
+    """``[(class name, AP)]`` in label order."""
+    return [(name, float(metrics["AP"].get(k, float("nan")))) for k, name in enumerate(class_names, 1)]
+
+
+def write_json(path, payload):
+    def default(value):
+        if isinstance(value, (np.floating, np.integer)):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        return str(value)
+    write_text(path, json.dumps(payload, indent=2, default=default))
+
+
+def write_text(path, text):
+    """Write ``text`` to ``path`` atomically (see ``checkpoints.atomic_write``)."""
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+    checkpoints.atomic_write(path, write)
