@@ -29,6 +29,7 @@ import _common as C
 import tensorflow as tf
 
 from frcnn_lib import rcnn
+from frcnn_lib.rcnn import DetectionConfig
 
 
 def stage_functions(model, images):
@@ -61,12 +62,14 @@ def stage_functions(model, images):
         return model.roi_head(p, training=False)
 
     def postprocess(c, b, p, v, sz):
-        return rcnn.postprocess(c, b, p, v, sz, s["roi_box_weights"], s["detections_score_threshold"],
-                                s["detections_nms_iou"], s["detections_max"], nms_method="tf_image")
+        return rcnn.postprocess(c, b, p, v, sz, DetectionConfig(
+            s["roi_box_weights"], s["detections_score_threshold"], s["detections_nms_iou"],
+            s["detections_max"], nms_method="tf_image"))
 
     def postprocess_all(c, b, p, v, sz):
-        return rcnn.postprocess(c, b, p, v, sz, s["roi_box_weights"], 0.0, s["detections_nms_iou"],
-                                s["detections_max"], nms_method="tf_image")
+        return rcnn.postprocess(c, b, p, v, sz, DetectionConfig(
+            s["roi_box_weights"], 0.0, s["detections_nms_iou"], s["detections_max"],
+            nms_method="tf_image"))
 
     head_inputs = (cls_logits, box_deltas, proposals, valid, image_sizes)
     compiled = {

@@ -17,6 +17,7 @@ Training is approximate joint training (sec. 3.2): one forward pass per step, th
 losses summed, gradients not flowing through proposal coordinates.  ``call`` always
 returns detections (padded, fixed size); ``train_step``/``test_step`` return the losses.
 """
+import dataclasses
 import os
 
 import keras
@@ -31,7 +32,7 @@ from frcnn_lib.backbones import (NEUTRAL_RGB, build_backbone, build_roi_head,
 from frcnn_lib.datasets.classes import name_detections, validate_classes
 from frcnn_lib.runtime.errors import FrcnnError
 from frcnn_lib.parts import LIBRARY
-from frcnn_lib.rpn import RPNHead, generate_proposals
+from frcnn_lib.rpn import ProposalConfig, RPNHead, generate_proposals
 
 LOSS_NAMES = ("rpn_objectness", "rpn_box", "rcnn_class", "rcnn_box")
 
@@ -120,6 +121,12 @@ class FasterRCNN(keras.Model):
         # The paper's geometry the stages call (frcnn_lib.parts): the library's, unless the
         # course promotes a learner's (frcnn_lib.course.promotion.promote).  Not saved with the model.
         self.parts = LIBRARY
+        # Each stage's settings as one frozen object, built once from the flat settings.
+        self.rpn_target_config = target_assignment.RPNTargetConfig.from_settings(s)
+        self.rcnn_target_config = target_assignment.RCNNTargetConfig.from_settings(s)
+        self.train_proposal_config = ProposalConfig.from_settings(s, training=True)
+        self.test_proposal_config = ProposalConfig.from_settings(s, training=False)
+        self.detection_config = rcnn.DetectionConfig.from_settings(s)
         self.loss_trackers = {n: keras.metrics.Mean(name=n) for n in ("loss",) + LOSS_NAMES}
         # Every weight exists from here on: a step compiled with XLA (Keras' default on a GPU)
         # must not create variables, and saving or loading needs no dummy forward pass.
@@ -232,12 +239,9 @@ class FasterRCNN(keras.Model):
         return tf.reshape(logits, [batch, num_rois, k]), tf.reshape(deltas, [batch, num_rois, k, 4])
 
     def _proposals(self, logits, deltas, anchors, image_sizes, training, portable):
-        s = self.settings
-        mode = "train" if training else "test"
-        return generate_proposals(logits, deltas, anchors, image_sizes,
-                                  s[f"rpn_pre_nms_top_n_{mode}"], s[f"rpn_post_nms_top_n_{mode}"],
-                                  s["rpn_nms_iou"], s["rpn_min_size"],
-                                  nms_method=self._nms_method(portable), parts=self.parts)
+        config = self.train_proposal_config if training else self.test_proposal_config
+        config = dataclasses.replace(config, nms_method=self._nms_method(portable))
+        return generate_proposals(logits, deltas, anchors, image_sizes, config, parts=self.parts)
 
     @staticmethod
     def _image_sizes(images, targets=None):
@@ -265,7 +269,6 @@ class FasterRCNN(keras.Model):
         width); the padding is filled with the backbone's neutral colour, and proposals and
         detections are clipped to the content.  ``portable``: see :meth:`_portable`."""
         images = tf.cast(images, self.compute_dtype)
-        s = self.settings
         portable = self._portable(portable)
         if image_sizes is None:
             image_sizes = self._image_sizes(images)
@@ -277,11 +280,9 @@ class FasterRCNN(keras.Model):
         proposals, _, valid = self._proposals(logits, deltas, self._anchors(features), image_sizes,
                                               False, portable)
         cls_logits, box_deltas = self._head(features, proposals, training, portable)
-        return rcnn.postprocess(cls_logits, box_deltas, proposals, valid, image_sizes,
-                                s["roi_box_weights"], s["detections_score_threshold"],
-                                s["detections_nms_iou"], s["detections_max"],
-                                s["detections_min_size"], self._nms_method(portable),
-                                soft_nms_sigma=s["detections_soft_nms_sigma"], parts=self.parts)
+        config = dataclasses.replace(self.detection_config, nms_method=self._nms_method(portable))
+        return rcnn.postprocess(cls_logits, box_deltas, proposals, valid, image_sizes, config,
+                                parts=self.parts)
 
     # ----------------------------------------------------------------- training
     def compute_losses(self, images, targets, training=True, portable=None):
@@ -301,14 +302,10 @@ class FasterRCNN(keras.Model):
         logits, deltas = self.rpn_head(features)
         anchors = self._anchors(features)
         rpn_labels, rpn_deltas = target_assignment.rpn_targets(
-            anchors, gt_boxes, gt_labels, image_sizes, seed, s["rpn_positive_iou"],
-            s["rpn_negative_iou"], s["rpn_batch_size"], s["rpn_positive_fraction"],
-            s["rpn_allowed_border"], parts=self.parts)
+            anchors, gt_boxes, gt_labels, image_sizes, seed, self.rpn_target_config, parts=self.parts)
         proposals, _, valid = self._proposals(logits, deltas, anchors, image_sizes, True, portable)
         rois, roi_labels, roi_deltas = target_assignment.rcnn_targets(
-            proposals, valid, gt_boxes, gt_labels, seed + 1, s["roi_batch_size"],
-            s["roi_foreground_fraction"], s["roi_foreground_iou"], s["roi_background_iou_low"],
-            s["roi_background_iou_high"], s["roi_box_weights"], parts=self.parts)
+            proposals, valid, gt_boxes, gt_labels, seed + 1, self.rcnn_target_config, parts=self.parts)
         cls_logits, box_deltas = self._head(features, rois, training, portable)
 
         sampled = rpn_labels >= 0

@@ -611,7 +611,7 @@ def test_label_rois(capsys):
 
 def test_label_rois_reference_agrees_with_rcnn_targets():
     from frcnn_lib.course.exercises.rcnn_targets import _labels_reference
-    from frcnn_lib.targets import rcnn_targets
+    from frcnn_lib.targets import RCNNTargetConfig, rcnn_targets
     rng = np.random.default_rng(0)
     gt = np.array([[10, 10, 50, 50], [60, 20, 90, 70]], np.float32)
     gt_labels = np.array([4, 2], np.int32)
@@ -620,7 +620,7 @@ def test_label_rois_reference_agrees_with_rcnn_targets():
     want = _labels_reference(props, gt, gt_labels, 0.5, 0.1, 0.5)
     n = len(props) + len(gt)
     rois, labels, _ = rcnn_targets(props[None], np.ones((1, 40), bool), gt[None], gt_labels[None],
-                                   tf.constant([0, 0]), num_samples=n, foreground_fraction=1.0)
+                                   tf.constant([0, 0]), RCNNTargetConfig(num_samples=n, foreground_fraction=1.0))
     rois, labels = rois.numpy()[0], labels.numpy()[0]
     taken = labels >= 0
     from_props = [np.flatnonzero((props == r).all(1)) for r in rois[taken]]

@@ -1,11 +1,12 @@
 """frcnn_lib.targets: RPN and R-CNN training targets against the loop references."""
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import reference as ref
 from frcnn_lib import boxes as B
 from frcnn_lib.anchors import generate_anchors
-from frcnn_lib.targets import rcnn_targets, rpn_targets
+from frcnn_lib.targets import RCNNTargetConfig, RPNTargetConfig, rcnn_targets, rpn_targets
 
 SEED = tf.constant([7, 8], tf.int32)
 RCNN_W = (10.0, 10.0, 5.0, 5.0)
@@ -34,7 +35,7 @@ def test_rpn_hand_computed():
     #  a3 = [30, 30, 40, 40]    IoU 0 -> negative
     anchors = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [0, 8, 10, 18], [30, 30, 40, 40]], np.float32)
     labels, deltas = rpn_targets(anchors, [[[0, 0, 10, 10]]], [[1]], [[50, 50]], SEED,
-                                 num_samples=4, positive_fraction=0.5)
+                                 RPNTargetConfig(num_samples=4, positive_fraction=0.5))
     np.testing.assert_array_equal(labels.numpy(), [[1, -1, 0, 0]])
     np.testing.assert_allclose(deltas.numpy()[0, 0], [0, 0, 0, 0], atol=1e-6)
 
@@ -46,8 +47,8 @@ def test_rpn_labels_match_reference_before_sampling():
     gt_boxes, gt_labels = _gt_batch(rng, [3, 1, 0], 4)
     sizes = np.array([[96, 128], [80, 100], [96, 128]], np.float32)
     # budget = N and fraction 1: nothing is subsampled away, so labels equal the matching
-    labels, deltas = rpn_targets(anchors, gt_boxes, gt_labels, sizes, SEED, num_samples=n,
-                                 positive_fraction=1.0, allowed_border=0.0)
+    labels, deltas = rpn_targets(anchors, gt_boxes, gt_labels, sizes, SEED,
+                                 RPNTargetConfig(num_samples=n, positive_fraction=1.0, allowed_border=0.0))
     labels, deltas = labels.numpy(), deltas.numpy()
     for b in range(3):
         valid = gt_labels[b] >= 0
@@ -69,10 +70,10 @@ def test_rpn_sampling_budget_and_subset():
     anchors = generate_anchors(6, 8, 16, (16, 32), (0.5, 1.0, 2.0)).numpy()
     gt_boxes, gt_labels = _gt_batch(rng, [4, 2], 5)
     sizes = np.array([[96, 128], [96, 128]], np.float32)
-    full, _ = rpn_targets(anchors, gt_boxes, gt_labels, sizes, SEED, num_samples=len(anchors),
-                          positive_fraction=1.0)
-    sampled, _ = rpn_targets(anchors, gt_boxes, gt_labels, sizes, SEED, num_samples=16,
-                             positive_fraction=0.25)
+    full, _ = rpn_targets(anchors, gt_boxes, gt_labels, sizes, SEED,
+                          RPNTargetConfig(num_samples=len(anchors), positive_fraction=1.0))
+    sampled, _ = rpn_targets(anchors, gt_boxes, gt_labels, sizes, SEED,
+                             RPNTargetConfig(num_samples=16, positive_fraction=0.25))
     full, sampled = full.numpy(), sampled.numpy()
     assert np.all((sampled == full) | (sampled == -1))
     for b in range(2):
@@ -86,17 +87,18 @@ def test_rpn_border_anchors_ignored_unless_border_negative():
     gt = [[[0, 0, 30, 30]]]
     # the first anchor crosses the image border: ignored, though its IoU is 28*28 = 784 over
     # 900 + 900 - 784 = 1016, i.e. 0.77 >= 0.7
-    labels, _ = rpn_targets(anchors, gt, [[1]], [[60, 60]], SEED, num_samples=2)
+    labels, _ = rpn_targets(anchors, gt, [[1]], [[60, 60]], SEED, RPNTargetConfig(num_samples=2))
     np.testing.assert_array_equal(labels.numpy(), [[-1, 1]])
-    labels, _ = rpn_targets(anchors, gt, [[1]], [[60, 60]], SEED, num_samples=2,
-                            positive_fraction=1.0, allowed_border=-1.0)
+    labels, _ = rpn_targets(anchors, gt, [[1]], [[60, 60]], SEED,
+                            RPNTargetConfig(num_samples=2, positive_fraction=1.0, allowed_border=-1.0))
     np.testing.assert_array_equal(labels.numpy(), [[1, 1]])
 
 
 def test_rpn_all_padding_batch():
     anchors = generate_anchors(3, 3, 16, (16,), (1.0,)).numpy()
     labels, deltas = rpn_targets(anchors, np.zeros((2, 3, 4), np.float32), -np.ones((2, 3), np.int32),
-                                 [[48, 48], [48, 48]], SEED, num_samples=100)
+                                 [[48, 48], [48, 48]], SEED,
+                                 RPNTargetConfig(num_samples=100))
     np.testing.assert_array_equal(labels.numpy(), 0)   # every anchor negative, within budget
     assert np.all(np.isfinite(deltas.numpy()))
 
@@ -106,7 +108,7 @@ def test_rpn_tf_function_matches_eager():
     anchors = tf.constant(generate_anchors(4, 5, 16, (32,), (0.5, 1.0)).numpy())
     gt_boxes, gt_labels = _gt_batch(rng, [2, 0], 3, 64, 80)
     args = (anchors, tf.constant(gt_boxes), tf.constant(gt_labels), tf.constant([[64, 80], [60, 70]]))
-    fn = lambda a, g, l, s: rpn_targets(a, g, l, s, SEED, num_samples=20)  # noqa: E731
+    fn = lambda a, g, l, s: rpn_targets(a, g, l, s, SEED, RPNTargetConfig(num_samples=20))  # noqa: E731
     for eager, graph in zip(fn(*args), tf.function(fn)(*args)):
         np.testing.assert_allclose(eager.numpy(), graph.numpy(), rtol=1e-6, atol=1e-6)
 
@@ -136,7 +138,7 @@ def test_rcnn_hand_computed():
                   [9, 9, 19, 19],      # IoU 1/199 = 0.005: < 0.1, ignored
                   [0, 0, 10, 10]]]     # identical but invalid: never a RoI
     rois, labels, deltas = rcnn_targets(proposals, [[True, True, True, False]], gt, [[2]], SEED,
-                                        num_samples=6, foreground_fraction=0.5)
+                                        RCNNTargetConfig(num_samples=6, foreground_fraction=0.5))
     # foreground first (proposal 0, then the GT box itself), then background, then padding
     np.testing.assert_allclose(rois.numpy()[0, :3], [[0, 0, 10, 12], [0, 0, 10, 10], [0, 5, 10, 15]])
     np.testing.assert_array_equal(labels.numpy(), [[2, 2, 0, -1, -1, -1]])
@@ -158,7 +160,7 @@ def test_rcnn_against_reference_without_subsampling():
     prop_valid = rng.random((2, 40)) < 0.9
     r = 60  # > P + G + 1 candidates: every labelled candidate is kept
     rois, labels, deltas = rcnn_targets(props, prop_valid, gt_boxes, gt_labels, SEED,
-                                        num_samples=r, foreground_fraction=1.0)
+                                        RCNNTargetConfig(num_samples=r, foreground_fraction=1.0))
     rois, labels, deltas = rois.numpy(), labels.numpy(), deltas.numpy()
     for b in range(2):
         cands = np.concatenate([props[b], gt_boxes[b], np.zeros((1, 4), np.float32)])
@@ -188,7 +190,7 @@ def test_rcnn_bands_and_foreground_cap():
                             np.stack([ref.random_boxes(rng, 60, high=90, min_size=10) for _ in range(2)])],
                            axis=1).astype(np.float32)
     rois, labels, deltas = rcnn_targets(props, np.ones((2, 120), bool), gt_boxes, gt_labels, SEED,
-                                        num_samples=16, foreground_fraction=0.25)
+                                        RCNNTargetConfig(num_samples=16, foreground_fraction=0.25))
     rois, labels = rois.numpy(), labels.numpy()
     for b in range(2):
         ious = ref.iou(rois[b], gt_boxes[b])
@@ -208,7 +210,7 @@ def test_rcnn_padding_slot_deltas_are_zero_when_candidate_0_is_foreground():
     # (which gather candidate 0) must still be label -1 with zero deltas
     gt = [[[0, 0, 10, 10]]]
     rois, labels, deltas = rcnn_targets([[[1, 1, 11, 11]]], [[True]], gt, [[1]], SEED,
-                                        num_samples=4, foreground_fraction=0.5)
+                                        RCNNTargetConfig(num_samples=4, foreground_fraction=0.5))
     np.testing.assert_array_equal(labels.numpy(), [[1, 1, -1, -1]])
     assert np.abs(deltas.numpy()[0, 0]).sum() > 0
     np.testing.assert_array_equal(deltas.numpy()[0, 1:], 0.0)
@@ -219,13 +221,14 @@ def test_rcnn_no_ground_truth():
     props = ref.random_boxes(rng, 10)[None]
     # default background band [0.1, 0.5): nothing overlaps anything, so no RoI at all
     rois, labels, deltas = rcnn_targets(props, np.ones((1, 10), bool), np.zeros((1, 2, 4), np.float32),
-                                        -np.ones((1, 2), np.int32), SEED, num_samples=8)
+                                        -np.ones((1, 2), np.int32), SEED,
+                                        RCNNTargetConfig(num_samples=8))
     np.testing.assert_array_equal(labels.numpy(), -1)
     assert np.all(np.isfinite(deltas.numpy())) and np.all(deltas.numpy() == 0)
     # background band [0, 0.5): an image without objects is all background, as when it has some
     rois, labels, deltas = rcnn_targets(props, np.ones((1, 10), bool), np.zeros((1, 2, 4), np.float32),
-                                        -np.ones((1, 2), np.int32), SEED, num_samples=8,
-                                        background_iou_low=0.0)
+                                        -np.ones((1, 2), np.int32), SEED,
+                                        RCNNTargetConfig(num_samples=8, background_iou_low=0.0))
     np.testing.assert_array_equal(labels.numpy(), 0)
     assert np.all(np.isfinite(deltas.numpy()))
 
@@ -233,7 +236,7 @@ def test_rcnn_no_ground_truth():
 def test_rcnn_background_zero_iou_consistent_with_and_without_gt():
     # a proposal far from the only GT has IoU 0; with background_iou_low = 0 it is background
     rois, labels, _ = rcnn_targets([[[50, 50, 60, 60]]], [[True]], [[[0, 0, 10, 10]]], [[1]], SEED,
-                                   num_samples=3, foreground_fraction=0.25, background_iou_low=0.0)
+                                   RCNNTargetConfig(num_samples=3, foreground_fraction=0.25, background_iou_low=0.0))
     np.testing.assert_array_equal(labels.numpy(), [[1, 0, -1]])
 
 
@@ -243,7 +246,8 @@ def test_rcnn_tf_function_matches_eager():
     props = np.stack([ref.random_boxes(rng, 30, high=90, min_size=10) for _ in range(2)])
     props[:, :4] = np.repeat(gt_boxes, 2, axis=1) + 1.0
     args = [tf.constant(v) for v in (props, np.ones((2, 30), bool), gt_boxes, gt_labels)]
-    fn = lambda p, v, g, l: rcnn_targets(p, v, g, l, SEED, num_samples=12)  # noqa: E731
+    fn = lambda p, v, g, l: rcnn_targets(p, v, g, l, SEED,
+                                         RCNNTargetConfig(num_samples=12))  # noqa: E731
     for eager, graph in zip(fn(*args), tf.function(fn)(*args)):
         np.testing.assert_allclose(eager.numpy(), graph.numpy(), rtol=1e-6, atol=1e-6)
 
@@ -255,9 +259,10 @@ def test_zero_ground_truth_slots_g_0():
     anchors = generate_anchors(4, 5, 16, (16, 32), (1.0,)).numpy()            # 40 anchors
     sizes = np.array([[64, 80], [48, 60]], np.float32)
     none_boxes, none_labels = np.zeros((2, 0, 4), np.float32), np.zeros((2, 0), np.int32)
-    labels, deltas = rpn_targets(anchors, none_boxes, none_labels, sizes, SEED, num_samples=len(anchors))
-    padded, _ = rpn_targets(anchors, np.zeros((2, 3, 4), np.float32), -np.ones((2, 3), np.int32),
-                            sizes, SEED, num_samples=len(anchors))
+    labels, deltas = rpn_targets(anchors, none_boxes, none_labels, sizes, SEED,
+                                 RPNTargetConfig(num_samples=len(anchors)))
+    padded, _ = rpn_targets(anchors, np.zeros((2, 3, 4), np.float32), -np.ones((2, 3), np.int32), sizes, SEED,
+                            RPNTargetConfig(num_samples=len(anchors)))
     np.testing.assert_array_equal(labels.numpy(), padded.numpy())
     for b in range(2):
         want, _ = ref.match(np.zeros((len(anchors), 0)), np.zeros(0, bool), 0.7, 0.3, True,
@@ -270,7 +275,7 @@ def test_zero_ground_truth_slots_g_0():
     valid = np.ones((2, 10), bool)
     valid[1, 7:] = False
     rois, roi_labels, roi_deltas = rcnn_targets(props, valid, none_boxes, none_labels, SEED,
-                                                num_samples=12, background_iou_low=0.0)
+                                                RCNNTargetConfig(num_samples=12, background_iou_low=0.0))
     roi_labels = roi_labels.numpy()
     # every valid proposal is background (IoU 0 with nothing); the rest of the 12 slots pad
     np.testing.assert_array_equal((roi_labels == 0).sum(axis=1), [10, 7])
@@ -279,3 +284,45 @@ def test_zero_ground_truth_slots_g_0():
     for b in range(2):
         chosen = {tuple(r) for r in rois.numpy()[b][roi_labels[b] == 0]}
         assert chosen == {tuple(p) for p in props[b][valid[b]]}
+
+
+def test_stage_configs_follow_the_flat_settings_and_the_model_builds_them_once():
+    """Each stage's frozen config reads the model's flat, prefixed settings field by field, and
+    the defaults of the configs are the paper's (the model's DEFAULTS)."""
+    import dataclasses
+
+    from frcnn_lib import FasterRCNN
+    from frcnn_lib.model import DEFAULTS
+    from frcnn_lib.rcnn import DetectionConfig
+    from frcnn_lib.rpn import ProposalConfig
+
+    s = dict(DEFAULTS, rpn_positive_iou=0.6, rpn_negative_iou=0.2, rpn_batch_size=64,
+             rpn_positive_fraction=0.4, rpn_allowed_border=-1.0, roi_batch_size=32,
+             roi_foreground_fraction=0.3, roi_foreground_iou=0.55, roi_background_iou_low=0.0,
+             roi_background_iou_high=0.45, roi_box_weights=(8, 8, 4, 4), rpn_pre_nms_top_n_train=900,
+             rpn_post_nms_top_n_train=90, rpn_pre_nms_top_n_test=800, rpn_post_nms_top_n_test=80,
+             rpn_nms_iou=0.65, rpn_min_size=4.0, detections_score_threshold=0.2,
+             detections_nms_iou=0.4, detections_max=17, detections_min_size=0.5,
+             detections_soft_nms_sigma=0.3)
+    assert RPNTargetConfig.from_settings(s) == RPNTargetConfig(0.6, 0.2, 64, 0.4, -1.0)
+    assert RCNNTargetConfig.from_settings(s) == RCNNTargetConfig(32, 0.3, 0.55, 0.0, 0.45, (8.0, 8.0, 4.0, 4.0))
+    assert ProposalConfig.from_settings(s, training=True) == ProposalConfig(900, 90, 0.65, 4.0)
+    assert ProposalConfig.from_settings(s) == ProposalConfig(800, 80, 0.65, 4.0)
+    assert DetectionConfig.from_settings(s, "tf_image") == DetectionConfig(
+        (8.0, 8.0, 4.0, 4.0), 0.2, 0.4, 17, 0.5, "tf_image", 0.3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        RPNTargetConfig().num_samples = 1
+    # The configs' defaults are the paper's values that DEFAULTS also holds.
+    paper = dict(DEFAULTS)
+    assert RPNTargetConfig.from_settings(paper) == RPNTargetConfig()
+    assert RCNNTargetConfig.from_settings(paper) == RCNNTargetConfig()
+    assert ProposalConfig.from_settings(paper) == ProposalConfig(min_size=paper["rpn_min_size"])
+    assert DetectionConfig.from_settings(paper) == DetectionConfig(min_size=paper["detections_min_size"])
+
+    overrides = {k: v for k, v in s.items() if k != "roi_box_weights" and s[k] != DEFAULTS[k]}
+    model = FasterRCNN(2, backbone="small", roi_box_weights=(8, 8, 4, 4), **overrides)
+    assert model.rpn_target_config == RPNTargetConfig.from_settings(s)
+    assert model.rcnn_target_config == RCNNTargetConfig.from_settings(s)
+    assert model.train_proposal_config == ProposalConfig.from_settings(s, training=True)
+    assert model.test_proposal_config == ProposalConfig.from_settings(s)
+    assert model.detection_config == DetectionConfig.from_settings(s)

@@ -70,13 +70,14 @@ def normalizers(model, images, targets):
     anchors = model._anchors(features)
     sizes = model._image_sizes(images)
     rpn_labels, _ = T.rpn_targets(anchors, targets["boxes"], targets["labels"], sizes, seed,
-                                  s["rpn_positive_iou"], s["rpn_negative_iou"], s["rpn_batch_size"],
-                                  s["rpn_positive_fraction"], s["rpn_allowed_border"])
+                                  T.RPNTargetConfig(s["rpn_positive_iou"], s["rpn_negative_iou"],
+                                                    s["rpn_batch_size"], s["rpn_positive_fraction"],
+                                                    s["rpn_allowed_border"]))
     proposals, _, valid = model._proposals(logits, deltas, anchors, sizes, True, False)
     _, roi_labels, _ = T.rcnn_targets(proposals, valid, targets["boxes"], targets["labels"], seed + 1,
-                                      s["roi_batch_size"], s["roi_foreground_fraction"],
-                                      s["roi_foreground_iou"], s["roi_background_iou_low"],
-                                      s["roi_background_iou_high"], s["roi_box_weights"])
+                                      T.RCNNTargetConfig(s["roi_batch_size"], s["roi_foreground_fraction"],
+                                                         s["roi_foreground_iou"], s["roi_background_iou_low"],
+                                                         s["roi_background_iou_high"], s["roi_box_weights"]))
     return {"anchors": np.sum(rpn_labels.numpy() >= 0, axis=1).tolist(),
             "rois": np.sum(roi_labels.numpy() >= 0, axis=1).tolist(),
             "foreground_rois": np.sum(roi_labels.numpy() >= 1, axis=1).tolist()}
