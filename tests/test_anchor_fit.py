@@ -138,9 +138,9 @@ def test_frcnn_anchors_prints_the_report_and_a_set_line_that_train_accepts(capsy
     assert "box size sqrt(w*h)" in out and "current  scales [16,32,64,96]" in out
     line = [ln for ln in out.splitlines() if ln.startswith("--set ")][-1]
     pairs = re.findall(r"--set (\S+)", line)
-    from frcnn_lib.cli import _check_overrides, _overrides
+    from frcnn_lib.cli.common import check_overrides, parse_overrides
     from frcnn_lib.model import DEFAULTS
-    settings = _check_overrides(_overrides(pairs), DEFAULTS)
+    settings = check_overrides(parse_overrides(pairs), DEFAULTS)
     assert len(settings["anchor_scales"]) == 4 and len(settings["anchor_ratios"]) == 3
 
 

@@ -38,7 +38,7 @@ def console(tmp_path_factory):
 
 
 def _subparsers():
-    parser = cli._parser()
+    parser = cli.build_parser()
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return parser, action.choices
 
@@ -316,7 +316,7 @@ def test_thresholds_must_be_finite_numbers_in_0_1(command, option, value, tmp_pa
 
 
 def test_thresholds_at_the_ends_of_0_1_are_accepted():
-    parser = cli._parser()
+    parser = cli.build_parser()
     for value in ("0", "1", "0.5", "1e-3"):
         args = parser.parse_args(["predict", "--model", "m", "x", "--out", "o", "--score-threshold", value])
         assert args.score_threshold == float(value)

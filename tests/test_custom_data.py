@@ -178,8 +178,8 @@ def test_predict_and_evaluate_use_the_model_names(custom_run, custom, tmp_path, 
 def test_classes_option_sets_the_label_order_and_is_refused_for_shapes(custom, tmp_path, capsys):
     listing = tmp_path / "classes.txt"
     listing.write_text("widget\ngizmo\ngadget\nspare\n")
-    from frcnn_lib.cli import _load_data
-    data = _load_data(f"voc:{custom}:trainval", ["widget", "gizmo", "gadget", "spare"])
+    from frcnn_lib.cli.common import load_data
+    data = load_data(f"voc:{custom}:trainval", ["widget", "gizmo", "gadget", "spare"])
     assert data.class_names == ["widget", "gizmo", "gadget", "spare"]
     code = call(["train", "--out", tmp_path / "r", "--classes", listing, "--data", "shapes"])
     one_error_line(capsys, code, "--classes", "voc:")
