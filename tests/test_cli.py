@@ -301,8 +301,9 @@ def test_resume_without_checkpoint(tmp_path, capsys):
 def test_resume_refuses_a_different_model_setting(run, tmp_path, capsys):
     copy = copy_run(run, tmp_path / "run")
     before = (copy / "checkpoints" / "last.keras").read_bytes()
-    argv = train_args(copy, 2, 8, 4, "--resume", "--set", "rpn_channels=32")
-    one_error_line(capsys, call(argv), "rpn_channels", "checkpoint")
+    argv = train_args(copy, 1, 8, 4, "--resume", "--set", "rpn_channels=32")
+    one_error_line(capsys, call(argv), "--set rpn_channels=32 contradicts", "config.json",
+                   "(rpn_channels=16)")
     assert (copy / "checkpoints" / "last.keras").read_bytes() == before
 
 

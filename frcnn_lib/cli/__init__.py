@@ -77,17 +77,37 @@ def _run(args, session):
     except FrcnnError as err:
         print(f"frcnn: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("frcnn: interrupted", file=sys.stderr)
-        interrupted = True
+    except KeyboardInterrupt as stop:
+        # Ctrl-C, or SIGINT / SIGTERM caught by training (checkpoints.TrainingInterrupted).
+        print(f"frcnn: {_interrupted(stop)}", file=sys.stderr)
+        code = getattr(stop, "exit_code", 130)
     else:
-        interrupted = False
-    if interrupted:
+        code = None
+    if code is not None:
         # The traceback is gone now: free an interrupted tf.data pipeline (held by a Keras
         # reference cycle) before exit, while its threads can still finish (see input_checks).
         import gc
         gc.collect()
-        return 130
+        return code
     if not getattr(args, "quiet", False):
         print(f"done in {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def _interrupted(stop):
+    """The one line printed when a command is interrupted."""
+    folder = getattr(stop, "folder", None)
+    if folder is None:
+        return "interrupted"
+    import os
+    import signal
+
+    name = signal.Signals(stop.signum).name
+    if stop.state is None:
+        return f"interrupted by {name}; no checkpoint written (the weights were not finite)"
+    s = stop.state
+    where = f"end of epoch {s['epoch']}" if not s["epoch_step"] else \
+        f"{s['epoch_step']} steps into epoch {s['epoch'] + 1}"
+    out = os.path.dirname(os.path.abspath(folder))
+    return (f"interrupted by {name}: checkpoint at step {s['step']} ({where}) in {folder}; "
+            f"continue with: frcnn train --out {out} --resume")

@@ -12,8 +12,11 @@ import sys
 DATA_HELP = ("dataset spec: 'shapes', 'shapes:SPLIT' (train, val, test), "
              "'voc:VOCDEVKIT/VOC2007:SPLIT' or 'coco:ANNOTATIONS.json:IMAGE_DIR'")
 
-CLASSES_HELP = ("voc: data only: the class names in label order, 'a,b,c' or a file with one "
-                "name a line (default: the sorted unique object names of the split's annotations)")
+CLASSES_HELP = ("the classes, in label order: 'a,b,c' or a file with one name a "
+                "line; a subset of the data's classes selects them (boxes of the other classes "
+                "are dropped, in training and evaluation alike; images left without boxes stay "
+                "as images with no object). Default: all the data's classes (voc: the sorted "
+                "object names of the split's annotations)")
 
 
 class Parser(argparse.ArgumentParser):
@@ -183,11 +186,27 @@ def parse_overrides(pairs):
 
 
 def load_data(spec, classes=None, **kwargs):
-    """``datasets.load(spec)``; ``classes`` (a list, or "auto") names a VOC folder's classes."""
+    """``datasets.load(spec)``, restricted to ``classes`` (a list of names) if given.
+
+    ``classes`` selects and orders the classes (``datasets.classes.select_classes``: boxes
+    of other classes are dropped).  A VOC folder is read with every object name of its
+    annotations, so ``classes`` may leave some out, and may also name classes the split has
+    no object of (a fixed label order for several splits); for shapes and COCO data each
+    name must be one of the dataset's classes.  Without ``classes`` a VOC folder's classes
+    are the sorted object names of its annotations.
+    """
     from frcnn_lib import datasets
+    from frcnn_lib.datasets.classes import select_classes
     from frcnn_lib.runtime.errors import FrcnnError
-    if spec.strip().startswith("voc:"):
-        kwargs["class_names"] = classes or "auto"
-    elif classes not in (None, "auto"):
-        raise FrcnnError(f"--classes: only for voc: data; {spec} names its own classes")
-    return datasets.load(spec, **kwargs)
+    if spec.strip().startswith("voc:") and classes:
+        from frcnn_lib.datasets import voc
+        root, _, split = spec.strip()[4:].partition(":")
+        try:
+            found = voc.annotation_class_names(root, split or "trainval")
+        except FrcnnError:  # a split without objects, or a broken file: the reader says what
+            found = []
+        kwargs["class_names"] = list(classes) + [n for n in found if n not in classes]
+    elif spec.strip().startswith("voc:"):
+        kwargs["class_names"] = "auto"
+    data = datasets.load(spec, **kwargs)
+    return select_classes(data, classes) if classes else data

@@ -30,8 +30,8 @@ def run(args, session):
     model_names, model_ids = saved_classes(args.model)
     if args.classes:
         classes = parse_class_list(args.classes)
-    else:  # a VOC folder is read with the model's classes (its label order)
-        classes = model_names if args.data.strip().startswith("voc:") else None
+    else:  # the data is read with the model's classes (its label order, its subset)
+        classes = model_names
     data = load_data(args.data, classes)
     if model_names is not None and list(data.class_names) != list(model_names):
         raise FrcnnError(f"--data {args.data}: classes {data.class_names} differ from the "

@@ -2,6 +2,7 @@
 it holds)."""
 import contextlib
 import json
+import math
 import os
 
 from frcnn_lib.cli.common import CLASSES_HELP, DATA_HELP, check_overrides, existing_file, \
@@ -15,7 +16,7 @@ def add_parser(subparsers):
                               "checkpoints, history.csv and TensorBoard logs.")
     t.add_argument("--data", help=DATA_HELP + " (default: the preset's)")
     t.add_argument("--val-data", help="dataset spec evaluated (VOC07 mAP) after each epoch")
-    t.add_argument("--preset", default="shapes_cpu", help="named configuration: shapes_cpu, "
+    t.add_argument("--preset", help="named configuration: shapes_cpu, "
                    "voc_vgg16 or coco_resnet50 (default: shapes_cpu); the last two start from "
                    "ImageNet weights, downloaded by keras.applications to ~/.keras/models (offline: "
                    "the error names the files to put there)")
@@ -31,17 +32,22 @@ def add_parser(subparsers):
     t.add_argument("--init-model", metavar="M.keras", help="start from the weights of a trained "
                    "model (same backbone): all of them for the same classes, all but the R-CNN "
                    "predictor's class and box layers for a different number of classes")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints (weights, "
-                   "optimizer state, epoch and step) at the exact step, with the same data order")
+    t.add_argument("--resume", action="store_true", help="continue the run in OUT from its last "
+                   "checkpoint (weights, optimizer state, epoch and step) at the exact step, with "
+                   "the same data order; every setting is read from OUT/config.json, so "
+                   "'frcnn train --out OUT --resume' alone continues the run. An option given "
+                   "too must equal the recorded value (--checkpoint-every-*, --strategy and "
+                   "--quiet may change). Ctrl-C (SIGINT) or SIGTERM during training writes a "
+                   "checkpoint at the end of the step in progress and exits 130 / 143")
     t.add_argument("--checkpoint-every-steps", type=positive(int), metavar="N",
                    help="also checkpoint every N optimizer steps within an epoch (default: at epoch ends only)")
     t.add_argument("--checkpoint-every-minutes", type=positive(float), metavar="M",
                    help="also checkpoint when M minutes have passed since the last checkpoint")
-    t.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default",
+    t.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
                    help="devices to train on: default (one), mirrored (all local GPUs) or "
                    "multiworker (the machines in the TF_CONFIG environment variable, each running "
                    "this command; worker 0 writes OUT, which all must see to --resume; "
-                   "--batch-size is the global batch)")
+                   "--batch-size is the global batch; default: default)")
     t.add_argument("--precision", choices=PRECISIONS, help="float32 (default), mixed_float16 "
                    "(NVIDIA GPUs) or mixed_bfloat16 (TPUs, recent GPUs, CPUs with AMX or "
                    "AVX512-BF16); a resumed run keeps its checkpoint's")
@@ -49,52 +55,131 @@ def add_parser(subparsers):
     return t
 
 
+# The options that define a run, recorded in OUT/config.json ("command") and read back by
+# --resume: (argparse dest, option, may a resumed run change it?).  The checkpoint intervals
+# and the devices do not change the result, so a resumed run may change them.
+RECORDED = (
+    ("preset", "--preset", False), ("data", "--data", False), ("val_data", "--val-data", False),
+    ("epochs", "--epochs", False), ("batch_size", "--batch-size", False),
+    ("learning_rate", "--learning-rate", False), ("train_images", "--train-images", False),
+    ("classes", "--classes", False), ("precision", "--precision", False),
+    ("checkpoint_every_steps", "--checkpoint-every-steps", True),
+    ("checkpoint_every_minutes", "--checkpoint-every-minutes", True),
+    ("strategy", "--strategy", True),
+)
+DEFAULT_PRESET = "shapes_cpu"
+
+
 def run(args, session):
     from frcnn_lib.runtime.errors import FrcnnError
     from frcnn_lib.training.presets import get_preset
 
     # Everything that can be checked without TensorFlow first, so that mistakes fail fast.
+    out = session.writable_folder(args.out)
+    checkpoint_folder = os.path.join(out, "checkpoints")
+    if args.classes is not None:
+        from frcnn_lib.datasets.classes import parse_class_list
+        args.classes = parse_class_list(args.classes)
+    overrides = parse_overrides(args.set)
+    if args.resume:
+        for name in ("last.keras", "state.json"):
+            existing_file(os.path.join(checkpoint_folder, name), "--resume: checkpoint")
+        if args.init_model:
+            raise FrcnnError("--init-model and --resume: choose one (a resumed run has its weights)")
+        overrides = _recorded_run(args, overrides, os.path.join(out, "config.json"))
+    args.preset = args.preset or DEFAULT_PRESET
     preset = get_preset(args.preset)
     train = preset["train"]
     for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size),
                        ("learning_rate", args.learning_rate), ("train_images", args.train_images)):
         if value is not None:
             train[key] = value
-    overrides = parse_overrides(args.set)
-    out = session.writable_folder(args.out)
-    checkpoint_folder = os.path.join(out, "checkpoints")
-    if args.resume:
-        for name in ("last.keras", "state.json"):
-            existing_file(os.path.join(checkpoint_folder, name), "--resume: checkpoint")
     if args.init_model:
         existing_file(args.init_model, "--init-model")
-        if args.resume:
-            raise FrcnnError("--init-model and --resume: choose one (a resumed run has its weights)")
-    from frcnn_lib.datasets.classes import parse_class_list
-    classes = parse_class_list(args.classes) if args.classes else None
     from frcnn_lib.training import distribute
     # Before any other TensorFlow work (collective ops' rule); None: one device.
-    strategy = None if args.strategy == "default" else distribute.make_strategy(args.strategy)
-    spec = args.data or preset["data"]
-    shapes_kw = {"num_images": train.get("train_images")} if spec.startswith("shapes") else {}
-    data = load_data(spec, classes, **shapes_kw)
+    strategy = None if args.strategy in (None, "default") else distribute.make_strategy(args.strategy)
+    spec = (args.data or preset["data"]).strip()
+    shapes = spec.startswith("shapes")
+    data = load_data(spec, args.classes, **({"num_images": train["train_images"]} if shapes else {}))
     # Validation data is read with the training classes, so that label k means one thing.
-    val = load_data(args.val_data, data.class_names if args.val_data.startswith("voc:") else None) \
-        if args.val_data else None
+    val = load_data(args.val_data, data.class_names) if args.val_data else None
     if val is not None and list(val.class_names) != list(data.class_names):
         raise FrcnnError(f"--val-data {args.val_data}: classes {val.class_names} differ from the "
                          f"training data's {data.class_names}")
 
     from frcnn_lib.model import DEFAULTS
+    from frcnn_lib.training.runs import data_summary
 
     overrides = check_overrides(overrides, DEFAULTS)
+    # What the run is, resolved: config.json records it, and --resume replays it.
+    command = {"preset": args.preset, "data": spec, "val_data": args.val_data,
+               "epochs": train["epochs"], "batch_size": train["batch_size"],
+               "learning_rate": train["learning_rate"],
+               "train_images": train["train_images"] if shapes else None,
+               "classes": args.classes, "precision": args.precision, "set": overrides,
+               "checkpoint_every_steps": args.checkpoint_every_steps,
+               "checkpoint_every_minutes": args.checkpoint_every_minutes,
+               "strategy": args.strategy or "default"}
+    # The image counts of shapes' three splits are demo settings: the data says how many.
+    for key in ("train_images", "val_images", "test_images"):
+        train.pop(key, None)
+    run_config = {"command": command,
+                  "data": {"spec": spec, **data_summary(data)},
+                  "val_data": {"spec": args.val_data, **data_summary(val)} if val is not None else None}
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope, distribute.run_folder(out, strategy) as run_out:
-        _train_in_scope(args, preset, train, overrides, data, val, spec, out, run_out, strategy)
+        _train_in_scope(args, preset, train, overrides, data, val, spec, out, run_out, strategy,
+                        run_config)
     session.result(f"model written to {os.path.join(out, 'model.keras')}")
 
 
-def _train_in_scope(args, preset, train, overrides, data, val, spec, out, run_out, strategy):
+def _recorded_run(args, overrides, path):
+    """--resume: fill ``args`` from the run's recorded command (``path``, OUT/config.json);
+    an option given that contradicts the recorded value is a FrcnnError naming both.
+    Returns the ``--set`` overrides, the recorded ones with those given."""
+    from frcnn_lib.model import DEFAULTS
+    from frcnn_lib.runtime.errors import FrcnnError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            recorded = json.load(f)["command"]
+        if not isinstance(recorded, dict):
+            raise TypeError("'command' is not an object")
+    except OSError as err:
+        raise FrcnnError(f"--resume: {path}: cannot read the run's configuration "
+                         f"({err.strerror or err})") from None
+    except KeyError:
+        raise FrcnnError(f"--resume: {path}: holds no 'command' record (written by an earlier "
+                         f"frcnn); resume with the version that started the run, or start a new "
+                         f"--out") from None
+    except (ValueError, TypeError) as err:
+        raise FrcnnError(f"--resume: {path}: not a run configuration ({err})") from None
+
+    def shown(value):
+        return ",".join(value) if isinstance(value, list) and all(isinstance(v, str) for v in value) \
+            else json.dumps(value) if not isinstance(value, str) else value
+
+    for dest, option, may_change in RECORDED:
+        given, before = getattr(args, dest), recorded.get(dest)
+        if isinstance(given, str):
+            given = given.strip()
+        if given is None:
+            setattr(args, dest, before)
+        elif given != before and not may_change:
+            raise FrcnnError(f"{option} {shown(given)} contradicts {path} ({dest} {shown(before)}); "
+                             f"a resumed run keeps its settings (drop {option}, or start a new --out)")
+    recorded_set = recorded.get("set") or {}
+    given_set = check_overrides(dict(overrides), DEFAULTS)
+    for key, value in given_set.items():
+        if key in recorded_set and json.dumps(value) != json.dumps(recorded_set[key]):
+            raise FrcnnError(f"--set {key}={json.dumps(value)} contradicts {path} "
+                             f"({key}={json.dumps(recorded_set[key])}); a resumed run keeps its "
+                             f"settings (drop --set, or start a new --out)")
+    return {**recorded_set, **given_set}
+
+
+def _train_in_scope(args, preset, train, overrides, data, val, spec, out, run_out, strategy, run_config):
     """The model built (or loaded) and trained inside ``strategy.scope()`` (if any);
     ``run_out`` is ``out`` on the chief, a temporary folder on the other workers."""
     from frcnn_lib.training import checkpoints
@@ -142,6 +227,10 @@ def _train_in_scope(args, preset, train, overrides, data, val, spec, out, run_ou
         if args.init_model:
             from frcnn_lib.training.finetune import init_from
             print(init_from(model, checkpoints.load_model(args.init_model, compile=False)))
+    # Ctrl-C or SIGTERM: a checkpoint at the end of the step in progress, then exit 130 / 143.
+    on_signal = checkpoints.CheckpointOnSignal(os.path.join(run_out, "checkpoints"),
+                                               math.ceil(len(data) / train["batch_size"]))
     training.fit(model, data, run_out, train["epochs"], train["batch_size"], train, val, state,
                  verbose=0 if args.quiet else 1, checkpoint_every_steps=args.checkpoint_every_steps,
-                 checkpoint_every_minutes=args.checkpoint_every_minutes, strategy=strategy)
+                 checkpoint_every_minutes=args.checkpoint_every_minutes, strategy=strategy,
+                 extra_callbacks=(on_signal,), run_config=run_config)
