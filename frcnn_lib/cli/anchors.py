@@ -8,7 +8,9 @@ def add_parser(subparsers):
     a = subparsers.add_parser("anchors", help="anchor scales, ratios and image size that fit a dataset's boxes",
                               description="Report the box size and aspect distributions after the "
                               "preset's resize, the best-anchor IoU coverage of the current anchors, and "
-                              "proposed anchor_scales / anchor_ratios / image size with their coverage; "
+                              "proposed anchor_scales / anchor_ratios / image size with their coverage at IoU 0.5 and 0.7; "
+                              "candidates are ranked by the mean of the two (0.7 is the RPN's positive threshold), "
+                              "the smallest image within 0.01 of the best score winning; "
                               "ends with the --set line for 'frcnn train'.")
     a.add_argument("--data", help=DATA_HELP + " (default: the preset's)")
     a.add_argument("--preset", default="shapes_cpu", help="the configuration whose anchors, "
