@@ -155,3 +155,31 @@ def test_config_json_records_the_data_spec_and_image_counts(recorded):
     assert config["command"]["epochs"] == 1 and config["command"]["batch_size"] == 4
     # No shapes-generation counts that are not this run's (the preset's 2000 / 100 / 300).
     assert not {"train_images", "val_images", "test_images"} & set(config["train"])
+
+
+# ----------------------------------------------------------------------------- controls
+def test_training_control_flags_reach_the_train_settings_and_are_recorded(tmp_path, capsys, monkeypatch):
+    from frcnn_lib.datasets import shapes
+    monkeypatch.setitem(shapes.DEFAULT_NUM_IMAGES, "val", 2)
+    out = tmp_path / "run"
+    code = call(["train", "--out", out, "--epochs", "1", "--train-images", "4", "--batch-size", "4",
+                 "--val-data", "shapes:val", "--quiet", *TINY_SET, "--early-stopping", "2",
+                 "--no-keep-best", "--scale-jitter", "0.8,1.25", "--photometric", "0.5"])
+    assert code == 0, capsys.readouterr().err[-3000:]
+    config = json.loads((out / "config.json").read_text())
+    expected = {"early_stopping_patience": 2, "keep_best": False, "scale_jitter": [0.8, 1.25],
+                "photometric": 0.5}
+    assert {k: config["train"][k] for k in expected} == expected
+    assert {k: config["command"][k] for k in ("early_stopping", "keep_best", "scale_jitter", "photometric")} \
+        == {"early_stopping": 2, "keep_best": False, "scale_jitter": [0.8, 1.25], "photometric": 0.5}
+    assert config["val_data"]["spec"] == "shapes:val" and config["val_data"]["images"] == 2
+    # --resume keeps them; a contradicting one is refused.
+    one_error_line(capsys, call(["train", "--out", out, "--resume", "--photometric", "0.2"]),
+                   "--photometric 0.2 contradicts", "(photometric 0.5)")
+
+
+@pytest.mark.parametrize("option, value", [("--scale-jitter", "2,1"), ("--scale-jitter", "0.8"),
+                                           ("--photometric", "1.5"), ("--early-stopping", "0")])
+def test_bad_control_values_give_one_line(option, value, tmp_path, capsys):
+    one_error_line(capsys, call(["train", "--out", tmp_path / "r", option, value]), option)
+    assert not (tmp_path / "r").exists()

@@ -1,12 +1,13 @@
 """``frcnn train``: train a detector and write a run folder (``training/runs.py`` says what
 it holds)."""
+import argparse
 import contextlib
 import json
 import math
 import os
 
 from frcnn_lib.cli.common import CLASSES_HELP, DATA_HELP, check_overrides, existing_file, \
-    load_data, parse_overrides, positive
+    fraction, load_data, parse_overrides, positive
 from frcnn_lib.training.precision import PRECISIONS, policy_scope, precision_of
 
 
@@ -51,8 +52,36 @@ def add_parser(subparsers):
     t.add_argument("--precision", choices=PRECISIONS, help="float32 (default), mixed_float16 "
                    "(NVIDIA GPUs) or mixed_bfloat16 (TPUs, recent GPUs, CPUs with AMX or "
                    "AVX512-BF16); a resumed run keeps its checkpoint's")
+    # Training controls (preset train settings, training/controls.py); None: the preset's.
+    t.add_argument("--keep-best", action=argparse.BooleanOptionalAction, help="keep OUT/best.keras, "
+                   "the model of the epoch with the highest val_mAP (default: on with --val-data)")
+    t.add_argument("--early-stopping", type=positive(int), metavar="PATIENCE",
+                   help="stop after PATIENCE validations without a val_mAP gain (needs --val-data; "
+                   "default: off)")
+    t.add_argument("--scale-jitter", type=_jitter, metavar="LOW,HIGH",
+                   help="resize each training image by a random factor in [LOW, HIGH], cropped to "
+                   "its canvas (torchvision's ScaleJitter; e.g. 0.8,1.25; default: off)")
+    t.add_argument("--photometric", type=fraction, metavar="STRENGTH",
+                   help="random brightness, contrast, saturation and hue of strength 0..1 (0.5: "
+                   "torchvision's RandomPhotometricDistort ranges; default: 0, off)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     return t
+
+
+def _jitter(text):
+    """``LOW,HIGH``: two positive numbers, LOW <= HIGH."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (e.g. 0.8,1.25), got {text!r}") from None
+    if not (0 < low <= high < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected 0 < LOW <= HIGH, finite, got {text!r}")
+    return [low, high]
+
+
+# --option -> the preset train setting it sets (frcnn_lib/training/controls.py).
+CONTROLS = (("keep_best", "keep_best"), ("early_stopping", "early_stopping_patience"),
+            ("scale_jitter", "scale_jitter"), ("photometric", "photometric"))
 
 
 # The options that define a run, recorded in OUT/config.json ("command") and read back by
@@ -66,6 +95,8 @@ RECORDED = (
     ("checkpoint_every_steps", "--checkpoint-every-steps", True),
     ("checkpoint_every_minutes", "--checkpoint-every-minutes", True),
     ("strategy", "--strategy", True),
+    ("keep_best", "--keep-best", False), ("early_stopping", "--early-stopping", False),
+    ("scale_jitter", "--scale-jitter", False), ("photometric", "--photometric", False),
 )
 DEFAULT_PRESET = "shapes_cpu"
 
@@ -94,6 +125,9 @@ def run(args, session):
                        ("learning_rate", args.learning_rate), ("train_images", args.train_images)):
         if value is not None:
             train[key] = value
+    for dest, key in CONTROLS:
+        if getattr(args, dest) is not None:
+            train[key] = getattr(args, dest)
     if args.init_model:
         existing_file(args.init_model, "--init-model")
     from frcnn_lib.training import distribute
@@ -120,7 +154,8 @@ def run(args, session):
                "classes": args.classes, "precision": args.precision, "set": overrides,
                "checkpoint_every_steps": args.checkpoint_every_steps,
                "checkpoint_every_minutes": args.checkpoint_every_minutes,
-               "strategy": args.strategy or "default"}
+               "strategy": args.strategy or "default",
+               **{dest: getattr(args, dest) for dest, _ in CONTROLS}}
     # The image counts of shapes' three splits are demo settings: the data says how many.
     for key in ("train_images", "val_images", "test_images"):
         train.pop(key, None)
