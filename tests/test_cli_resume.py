@@ -5,8 +5,10 @@ an uninterrupted run; an option that contradicts the recorded run is refused, na
 values; config.json records the data specs and image counts.
 
 Both signalled runs start as subprocesses when the module's fixture starts, in parallel
-(TensorFlow's start-up dominates), and are signalled right after the checkpoint that ends
-their first epoch, so that the signal lands in the middle of the second.
+(TensorFlow's start-up dominates), and are signalled right after an in-epoch checkpoint at
+step 18 (``--checkpoint-every-steps 18``, 2 steps into epoch 2), so that the signal lands in
+the middle of epoch 2; the next periodic checkpoint would be the epoch end at 32, so a state
+between 19 and 31 can only come from the signal.
 """
 import json
 import signal
@@ -21,14 +23,15 @@ from helpers.reliability import TINY_SET, error_lines, finish, start_frcnn
 from test_cli import call, one_error_line
 from test_training_faults import WEIGHT_TOLERANCE
 
-# 32 images in batches of 2: 16 steps an epoch, 3 epochs.
-IMAGES, BATCH, EPOCHS = 32, 2, 3
+# 32 images in batches of 2: 16 steps an epoch, 3 epochs; a periodic checkpoint at step 18.
+IMAGES, BATCH, EPOCHS, EVERY = 32, 2, 3, 18
 STEPS = IMAGES // BATCH
 
 
 def args(out, *extra):
     return ["train", "--out", str(out), "--epochs", str(EPOCHS), "--train-images", str(IMAGES),
-            "--batch-size", str(BATCH), "--quiet", *TINY_SET, *extra]
+            "--batch-size", str(BATCH), "--checkpoint-every-steps", str(EVERY), "--quiet",
+            *TINY_SET, *extra]
 
 
 def read_state(out):
@@ -54,7 +57,7 @@ def signalled(tmp_path_factory):
             state = read_state(out)
             if process.poll() is not None:
                 del pending[signum]
-            elif state and state["epoch"] >= 1:           # the first epoch is checkpointed
+            elif state and state["step"] >= EVERY:        # in mid-epoch 2
                 process.send_signal(signum)
                 del pending[signum]
         time.sleep(0.02)
@@ -68,7 +71,7 @@ def test_a_signal_in_mid_epoch_writes_a_checkpoint_and_exits_with_one_line(signa
     assert returncode == code, stderr[-3000:]
     assert len(lines) == 1 and lines[0].startswith(f"frcnn: interrupted by {signal.Signals(signum).name}: "), lines
     state = read_state(out)
-    assert state["epoch"] == 1 and 0 < state["epoch_step"] < STEPS, state   # in mid-epoch 2
+    assert state["epoch"] == 1 and EVERY <= state["step"] < 2 * STEPS, state   # in mid-epoch 2
     assert state["step"] == STEPS + state["epoch_step"]
     assert f"checkpoint at step {state['step']} ({state['epoch_step']} steps into epoch 2)" in lines[0]
     assert f"frcnn train --out {out} --resume" in lines[0]
