@@ -138,12 +138,44 @@ def test_frcnn_anchors_prints_the_report_and_a_set_line_that_train_accepts(capsy
     assert "box size sqrt(w*h)" in out and "current  scales [16,32,64,96]" in out
     line = [ln for ln in out.splitlines() if ln.startswith("--set ")][-1]
     pairs = re.findall(r"--set (\S+)", line)
-    from frcnn_lib.cli import _check_overrides, _overrides
+    from frcnn_lib.cli.common import check_overrides, parse_overrides
     from frcnn_lib.model import DEFAULTS
-    settings = _check_overrides(_overrides(pairs), DEFAULTS)
+    settings = check_overrides(parse_overrides(pairs), DEFAULTS)
     assert len(settings["anchor_scales"]) == 4 and len(settings["anchor_ratios"]) == 3
 
 
 def test_frcnn_anchors_bad_set(capsys):
     one_error_line(capsys, call(["anchors", "--train-images", "4", "--set", "anchor_scales=x"]),
                    "anchor_scales")
+
+
+def cov(c5, c7):
+    return {"iou>=0.5": c5, "iou>=0.7": c7, "median": 0.5}
+
+
+def test_the_ranking_weighs_coverage_at_0_7():
+    # Issue 28's case: the fitted anchors lose 0.005 at IoU 0.5 but raise IoU 0.7 from 0.48
+    # to 0.79; ranking by 0.5 alone (then 0.7) kept the current ones.
+    current, fitted = (1.0, cov(0.95, 0.48)), (1.0, cov(0.945, 0.79))
+    assert anchor_fit.choose([current, fitted]) == 1
+    # A bigger image must gain more than the tolerance in the mean score.
+    grown = (1.5, cov(0.955, 0.795))                      # +0.0075: not enough
+    assert anchor_fit.choose([current, fitted, grown]) == 1
+    assert anchor_fit.choose([current, fitted, (1.5, cov(0.99, 0.91))]) == 2
+    # A tie keeps the current anchors.
+    assert anchor_fit.choose([(1.0, cov(0.9, 0.6)), (1.0, cov(0.9, 0.6))]) == 0
+    assert anchor_fit.score(cov(0.9, 0.6)) == pytest.approx(0.75)
+
+
+def test_frcnn_anchors_reports_0_7_and_states_the_rule(capsys):
+    code = call(["anchors", "--data", "shapes", "--train-images", "20", "--max-images", "20"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "mean of the coverages at IoU>=0.5 and IoU>=0.7" in out
+    candidates = [ln for ln in out.splitlines() if ln.startswith(("current ", "fitted ", "proposed "))]
+    assert len(candidates) == 5 and all("IoU>=0.7 " in ln and "score " in ln for ln in candidates)
+    # The proposal is the candidate the rule picks.
+    scores = [float(re.search(r"score (\S+)", ln).group(1)) for ln in candidates]
+    assert scores[-1] >= max(scores[:-1]) - 0.01 - 1e-9
+    code = call(["anchors", "--help"])
+    assert "0.7" in capsys.readouterr().out

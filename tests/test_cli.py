@@ -38,7 +38,7 @@ def console(tmp_path_factory):
 
 
 def _subparsers():
-    parser = cli._parser()
+    parser = cli.build_parser()
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return parser, action.choices
 
@@ -301,8 +301,9 @@ def test_resume_without_checkpoint(tmp_path, capsys):
 def test_resume_refuses_a_different_model_setting(run, tmp_path, capsys):
     copy = copy_run(run, tmp_path / "run")
     before = (copy / "checkpoints" / "last.keras").read_bytes()
-    argv = train_args(copy, 2, 8, 4, "--resume", "--set", "rpn_channels=32")
-    one_error_line(capsys, call(argv), "rpn_channels", "checkpoint")
+    argv = train_args(copy, 1, 8, 4, "--resume", "--set", "rpn_channels=32")
+    one_error_line(capsys, call(argv), "--set rpn_channels=32 contradicts", "config.json",
+                   "(rpn_channels=16)")
     assert (copy / "checkpoints" / "last.keras").read_bytes() == before
 
 
@@ -316,7 +317,7 @@ def test_thresholds_must_be_finite_numbers_in_0_1(command, option, value, tmp_pa
 
 
 def test_thresholds_at_the_ends_of_0_1_are_accepted():
-    parser = cli._parser()
+    parser = cli.build_parser()
     for value in ("0", "1", "0.5", "1e-3"):
         args = parser.parse_args(["predict", "--model", "m", "x", "--out", "o", "--score-threshold", value])
         assert args.score_threshold == float(value)

@@ -175,14 +175,16 @@ def test_predict_and_evaluate_use_the_model_names(custom_run, custom, tmp_path, 
     one_error_line(capsys, code, "differ", "widget")
 
 
-def test_classes_option_sets_the_label_order_and_is_refused_for_shapes(custom, tmp_path, capsys):
+def test_classes_option_sets_the_label_order_and_must_name_classes_of_shapes(custom, tmp_path, capsys):
     listing = tmp_path / "classes.txt"
     listing.write_text("widget\ngizmo\ngadget\nspare\n")
-    from frcnn_lib.cli import _load_data
-    data = _load_data(f"voc:{custom}:trainval", ["widget", "gizmo", "gadget", "spare"])
+    from frcnn_lib.cli.common import load_data
+    data = load_data(f"voc:{custom}:trainval", ["widget", "gizmo", "gadget", "spare"])
     assert data.class_names == ["widget", "gizmo", "gadget", "spare"]
+    # shapes (and COCO) name their own classes: --classes must pick among them.
     code = call(["train", "--out", tmp_path / "r", "--classes", listing, "--data", "shapes"])
-    one_error_line(capsys, code, "--classes", "voc:")
+    one_error_line(capsys, code, "--classes", "widget, gizmo, gadget, spare are not classes")
+    assert not (tmp_path / "r").exists()
 
 
 def test_init_model_with_another_backbone_fails_in_one_line(tmp_path_factory, tmp_path, capsys):

@@ -108,7 +108,12 @@ def test_resume_of_a_pretrained_resnet50_keeps_frozen_set_and_optimizer_state(tm
               "--learning-rate", 1e-3, *sets]
     _fake_imagenet_frcnn(common + ["--epochs", 1])
     first = keras.models.load_model(str(tmp_path / "checkpoints" / "last.keras"))
-    done = _fake_imagenet_frcnn([*common[:-len(sets)], "--epochs", 2, "--resume"])
+    # As if the run had been started for 2 epochs and stopped after the first: --resume
+    # replays the recorded command, and refuses a contradicting --epochs.
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["command"]["epochs"] = 2
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    done = _fake_imagenet_frcnn(["train", "--out", tmp_path, "--quiet", "--resume"])
     assert "resuming from epoch 1" in done.stderr      # a log line: stderr (results: stdout)
     second = keras.models.load_model(str(tmp_path / "model.keras"))
     assert _frozen(second) == _frozen(first) and len(_frozen(first)) > 100

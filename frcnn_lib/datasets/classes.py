@@ -133,3 +133,53 @@ def parse_class_list(text, what="--classes"):
     if duplicates:
         raise FrcnnError(f"{what} {text!r}: duplicate class name(s) {', '.join(duplicates)}")
     return names
+
+
+def select_classes(data, names, what="--classes"):
+    """``data`` restricted to the classes ``names``, in that label order.
+
+    The rule (the same in training, validation and evaluation, so that a model trained on a
+    subset is measured on the same subset): label ``k`` becomes ``names[k - 1]``; boxes of
+    any other class are dropped, from the training targets and from the ground truth alike
+    (they are background to the model, as in torchvision's and Detectron2's class-subset
+    datasets); images left without boxes stay, as images with no object; COCO crowd regions
+    of other classes are dropped too, and ``label_to_category_id`` keeps the dataset's ids of
+    the selected classes.
+
+    Args:
+      data: a DetectionData.
+      names: class names, each one of ``data.class_names``, no duplicates.
+      what: the option to name in errors.
+
+    Returns:
+      a new DetectionData (``data`` itself when ``names`` equals its classes).
+
+    Raises:
+      FrcnnError naming ``what``, the unknown names and the data's classes.
+    """
+    from frcnn_lib.datasets.records import DetectionData, ImageRecord
+
+    names = list(names)
+    if names == list(data.class_names):
+        return data
+    unknown = [n for n in names if n not in data.class_names]
+    if unknown:
+        raise FrcnnError(f"{what} {','.join(names)}: {', '.join(unknown)} "
+                         f"{'is not a class' if len(unknown) == 1 else 'are not classes'} of "
+                         f"{data.name or 'the data'} (its classes: {', '.join(data.class_names)})")
+    if len(set(names)) != len(names):
+        raise FrcnnError(f"{what} {','.join(names)}: duplicate class names")
+    # old label (1..K) -> new label (1..len(names)), 0 for a class left out
+    new_label = np.zeros(len(data.class_names) + 1, np.int32)
+    for k, name in enumerate(names, 1):
+        new_label[data.class_names.index(name) + 1] = k
+    records = []
+    for r in data.records:
+        labels, crowd = new_label[r.labels], new_label[r.crowd_labels]
+        keep, keep_crowd = labels > 0, crowd > 0
+        records.append(ImageRecord(r.image, r.boxes[keep], labels[keep], r.difficult[keep], r.image_id,
+                                   r.height, r.width, r.crowd_boxes[keep_crowd], crowd[keep_crowd]))
+    ids = data.label_to_category_id
+    if ids is not None:
+        ids = {k: ids[data.class_names.index(name) + 1] for k, name in enumerate(names, 1)}
+    return DetectionData(records, names, data.name, ids, data.default_sides)

@@ -23,9 +23,12 @@ mean best IoU between centred boxes and anchors as the objective).  Our anchors 
 aspects, both in log space), then a few rounds of coordinate search, each value multiplied by
 ``0.8 .. 1.25``, keeping a change when the mean best *centred* IoU (shape only, cheap:
 ``(G, A)``) rises.  Then, for each image-size factor (``1, 1.5, 2`` by default: the anchors
-scale with the image), the full-grid coverage is measured; the smallest factor within 0.01 of
-the best coverage at IoU 0.5 is proposed, the current anchors competing at factor 1
-(bigger images cost time and memory, so only a real gain earns them).  Small boxes gain
+scale with the image), the full-grid coverage is measured, and the candidates (the current
+anchors competing at factor 1) are ranked by :func:`score`, the mean of the coverages at
+IoU 0.5 and 0.7: 0.7 is the RPN's positive threshold, so anchors that reach it give the RPN
+real positives, while 0.5 alone keeps anchors that only the max-IoU rule makes positive.  The
+smallest factor within 0.01 of the best score is proposed (bigger images cost time and
+memory, so only a real gain earns them), at equal factor the higher score.  Small boxes gain
 from a bigger image because anchor centres are ``stride`` pixels apart: a 16-pixel box
 between two centres 8 pixels apart cannot reach IoU 0.7 with any anchor.
 """
@@ -135,6 +138,25 @@ def fit_scales_ratios(sizes, aspects, num_scales, num_ratios, rounds=4):
     return scales, ratios
 
 
+RANKING = ("ranked by the mean of the coverages at IoU>=0.5 and IoU>=0.7 (0.7: the RPN's "
+           f"positive threshold); the smallest image within {0.01:g} of the best wins")
+TOLERANCE = 0.01
+
+
+def score(cov):
+    """The ranking score of a coverage dict: ``(iou>=0.5 + iou>=0.7) / 2``."""
+    return 0.5 * (cov["iou>=0.5"] + cov["iou>=0.7"])
+
+
+def choose(candidates, tolerance=TOLERANCE):
+    """Index of the proposal among ``[(image factor, coverage dict)]``: the smallest factor
+    whose :func:`score` is within ``tolerance`` of the best, then the highest score, then the
+    first (the current anchors come first, so they win a tie)."""
+    best = max(score(c) for _, c in candidates)
+    good = [i for i, (_, c) in enumerate(candidates) if score(c) >= best - tolerance]
+    return min(good, key=lambda i: (candidates[i][0], -score(candidates[i][1]), i))
+
+
 def coverage(best_iou):
     """``{"iou>=0.5": f, "iou>=0.7": f, "median": m}`` of a best-IoU array."""
     if len(best_iou) == 0:
@@ -170,7 +192,7 @@ class AnchorReport:
     def __str__(self):
         def cov(c):
             return (f"IoU>=0.5 {c['iou>=0.5']:.3f}  IoU>=0.7 {c['iou>=0.7']:.3f}  "
-                    f"median best IoU {c['median']:.3f}")
+                    f"score {score(c):.3f}  median best IoU {c['median']:.3f}")
 
         def quant(q):
             return "  ".join(f"p{int(round(100 * k))} {v:.3g}" for k, v in q.items())
@@ -180,6 +202,8 @@ class AnchorReport:
             f"{self.min_side} / max_side {self.max_side}, stride {self.stride}",
             f"box size sqrt(w*h) px: {quant(self.size_quantiles)}",
             f"box aspect h/w:        {quant(self.aspect_quantiles)}",
+            f"coverage: the fraction of boxes whose best anchor reaches the IoU; candidates "
+            f"{RANKING}",
             f"current  scales {json_list(self.current['anchor_scales'])} ratios "
             f"{json_list(self.current['anchor_ratios'])}: {cov(self.current['coverage'])}",
         ]
@@ -229,9 +253,7 @@ def analyse(data, scales, ratios, stride, min_side, max_side, factors=(1.0, 1.5,
     # The current anchors compete too, so that the proposal is never worse than them.
     candidates = [(1.0, min_side, max_side, current["coverage"], tuple(scales), tuple(ratios))] + \
         [t + (fit_r,) for t in tried]
-    best = max(c[3]["iou>=0.5"] for c in candidates)
-    good = [c for c in candidates if c[3]["iou>=0.5"] >= best - 0.01]
-    f, lo, hi, cov, fs, fr = min(good, key=lambda c: (c[0], -c[3]["iou>=0.5"], -c[3]["iou>=0.7"]))
+    f, lo, hi, cov, fs, fr = candidates[choose([(c[0], c[3]) for c in candidates])]
     n_images = len(data) if max_images is None else min(len(data), max_images)
     return AnchorReport(
         num_boxes=len(boxes), num_images=n_images, min_side=min_side, max_side=max_side,

@@ -12,12 +12,19 @@ previous complete checkpoint or the new one, never a torn file.  The state is al
 inside ``last.keras`` (member ``frcnn_state.json``) and that copy is the one resuming
 trusts, so a kill between the two renames cannot pair new weights with an old epoch.
 Temporary files left by a kill are removed when training starts again.
+
+:class:`CheckpointOnSignal` turns SIGINT (Ctrl-C) and SIGTERM (``kill``, a scheduler's
+pre-emption) into a checkpoint at the end of the step in progress, then raises
+:class:`TrainingInterrupted`; ``frcnn train`` exits 130 / 143 with one line, and
+``--resume`` continues from that step.
 """
 import glob
 import json
 import math
 import os
+import signal
 import tempfile
+import threading
 import time
 import zipfile
 
@@ -108,8 +115,10 @@ class AtomicCheckpoint(keras.callbacks.Callback):
                    (logs or {}).get("loss", 0.0))
 
     def _save(self, epoch, step, epoch_step, loss):
+        """Write the checkpoint; returns its state, or ``None`` if it was not written
+        (training stopping, or a non-finite loss or weight)."""
         if self.model.stop_training or not math.isfinite(float(loss)) or not _finite_weights(self.model):
-            return
+            return None
         state = {"epoch": epoch, "step": step, "epoch_step": epoch_step}
         self._last_save = time.monotonic()
 
@@ -123,6 +132,100 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             with open(tmp, "w") as f:
                 json.dump(state, f)
         atomic_write(self.state_path, write_state)
+        return state
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by a signal after :class:`CheckpointOnSignal` saved a checkpoint.
+
+    Attributes: ``signum`` (``signal.SIGINT`` or ``signal.SIGTERM``), ``state`` (the
+    ``{"epoch", "step", "epoch_step"}`` saved, or ``None`` when no checkpoint could be written:
+    non-finite weights), ``folder`` (the checkpoint folder).  A ``KeyboardInterrupt``, so that
+    code that stops on Ctrl-C stops on it too.
+    """
+
+    def __init__(self, signum, state, folder):
+        super().__init__(signal.Signals(signum).name)
+        self.signum, self.state, self.folder = int(signum), state, folder
+
+    @property
+    def exit_code(self):
+        """The shell's convention: ``128 + signal number`` (130 for SIGINT, 143 for SIGTERM)."""
+        return 128 + self.signum
+
+
+class CheckpointOnSignal(keras.callbacks.Callback):
+    """On SIGINT or SIGTERM during ``fit``: finish the step in progress, write the resumable
+    checkpoint (``last.keras`` + ``state.json``, as :class:`AtomicCheckpoint`) and raise
+    :class:`TrainingInterrupted`.  A signal at an epoch's last step waits for the epoch's
+    end, so that its history row and end-of-epoch checkpoint (callbacks placed before this
+    one) are written first.  A second signal stops at once (``KeyboardInterrupt``, no
+    checkpoint).  The handlers are installed from ``on_train_begin`` to ``on_train_end``,
+    in the main thread only (Python's rule for signal handlers).
+
+    ``steps_per_epoch``: the optimizer steps of one epoch (gives ``epoch_step``).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, folder, steps_per_epoch):
+        super().__init__()
+        self.folder = folder
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.received = None
+        self._previous = {}
+        self._writer = AtomicCheckpoint(folder)
+
+    def _handle(self, signum, frame):
+        if self.received is not None:       # the second signal: stop now
+            self._restore()
+            raise KeyboardInterrupt
+        self.received = signum              # acted on at the end of the step in progress
+
+    def on_train_begin(self, logs=None):
+        if threading.current_thread() is not threading.main_thread() or self._previous:
+            return
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def on_train_end(self, logs=None):
+        self._restore()
+
+    def _restore(self):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.received is None:
+            return
+        step = int(self.model.optimizer.iterations.numpy())
+        epoch, epoch_step = divmod(step, self.steps_per_epoch)
+        if epoch_step == 0:                 # the epoch's last step: on_epoch_end saves
+            return
+        self._writer.set_model(self.model)
+        saved = self._writer._save(epoch, step, epoch_step, (logs or {}).get("loss", 0.0))
+        self._stop(saved)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.received is not None:       # AtomicCheckpoint (earlier in the list) has saved
+            step = int(self.model.optimizer.iterations.numpy())
+            saved = os.path.isfile(os.path.join(self.folder, "state.json")) and \
+                _read_json(os.path.join(self.folder, "state.json")).get("step") == step
+            self._stop({"epoch": epoch + 1, "step": step, "epoch_step": 0} if saved else None)
+
+    def _stop(self, state):
+        signum = self.received
+        self._restore()
+        raise TrainingInterrupted(signum, state, self.folder)
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):

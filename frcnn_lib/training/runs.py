@@ -87,7 +87,7 @@ def resume_phases(resume_state, epochs, steps):
 
 def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, resume_state=None,
         steps_per_epoch=None, verbose=1, extra_callbacks=(), checkpoint_every_steps=None,
-        checkpoint_every_minutes=None, strategy=None):
+        checkpoint_every_minutes=None, strategy=None, run_config=None):
     """Train ``model`` (compiled here unless it already is) and write the run folder.
 
     Args:
@@ -101,6 +101,9 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
       strategy: a ``tf.distribute`` strategy whose scope built ``model`` (and where it is
         compiled); across machines each worker reads its own shard
         (``frcnn_lib.training.distribute.training_input``).  Default: one device.
+      run_config: more entries for ``config.json`` (``frcnn train`` records its command
+        line there, which ``--resume`` reads); ``data`` / ``val_data`` given here replace the
+        default summaries (name, image count, classes).
 
     Returns the ``keras.callbacks.History``.  Raises FrcnnError if the loss becomes
     non-finite (the last good checkpoint stays as it was).
@@ -133,9 +136,11 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
     ]
     if _tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(out, "tensorboard"), write_graph=False))
-    write_text(os.path.join(out, "config.json"),
-               json.dumps({"model": model.get_config(), "train": train, "batch_size": batch_size,
-                           "epochs": epochs}, indent=2, default=str))
+    config = {"model": model.get_config(), "train": train, "batch_size": batch_size, "epochs": epochs,
+              "data": data_summary(train_data), "val_data": data_summary(val_data), **(run_config or {})}
+    write_text(os.path.join(out, "config.json"), json.dumps(config, indent=2, default=str))
+    # "Epoch k/N" with N the run's last epoch, also in the short first phase of a resume.
+    progbar = RunProgbar(epochs)
     try:
         # FasterRCNN.fit turns an unreadable image (read on the host by the pipeline) or a
         # rejected batch into a one-line FrcnnError, the pipeline already freed.
@@ -148,7 +153,7 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
                 dataset = distribute.training_input(strategy, train_data, model, batch_size,
                                                     seed + first)
             part = model.fit(dataset, epochs=last, initial_epoch=first, steps_per_epoch=phase_steps,
-                             callbacks=callbacks,
+                             callbacks=[*callbacks, progbar],
                              verbose=progress.fit_verbosity(verbose),  # no escape codes in pipes
                              shuffle=False)  # the dataset shuffles itself
             if history is not None:
@@ -173,6 +178,27 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
                          f"or check the data for broken boxes.")
     checkpoints.atomic_write(os.path.join(out, "model.keras"), model.save)
     return history
+
+
+class RunProgbar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, its "Epoch k/N" counting to the run's ``epochs`` whatever the
+    ``model.fit`` call (a mid-epoch resume first fits one epoch, then the rest)."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.run_epochs = int(epochs)
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.epochs = self.run_epochs
+
+
+def data_summary(data):
+    """What ``config.json`` records of a dataset: ``{"name", "images", "classes"}`` (``None``
+    for no dataset)."""
+    if data is None:
+        return None
+    return {"name": data.name, "images": len(data), "classes": list(data.class_names)}
 
 
 def _trim_history(path, epochs):

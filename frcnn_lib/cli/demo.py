@@ -1,0 +1,23 @@
+"""``frcnn demo``: the main job, train and evaluate on the embedded shapes data and write a
+report (``cli/report.py``)."""
+from frcnn_lib.cli.common import positive
+from frcnn_lib.training.precision import PRECISIONS
+
+
+def add_parser(subparsers):
+    d = subparsers.add_parser("demo", help="the main job: train and evaluate on the embedded shapes data",
+                              description="Train the shapes_cpu preset, evaluate VOC07 mAP@0.5 on held-out "
+                              "shapes images, and write OUT/report.md with loss curves and detections.")
+    d.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
+    d.add_argument("--epochs", type=positive(int), help="number of epochs (default: the preset's)")
+    d.add_argument("--train-images", type=positive(int), help="number of generated training images")
+    d.add_argument("--precision", choices=PRECISIONS, help="float32 (default), mixed_float16 or "
+                   "mixed_bfloat16 (see frcnn train --help)")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    return d
+
+
+def run(args, session):
+    from frcnn_lib.cli.report import run_demo
+    run_demo(args.out, epochs=args.epochs, train_images=args.train_images, precision=args.precision,
+             verbose=0 if args.quiet else 1, announce=session.result)
