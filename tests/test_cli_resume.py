@@ -186,3 +186,15 @@ def test_training_control_flags_reach_the_train_settings_and_are_recorded(tmp_pa
 def test_bad_control_values_give_one_line(option, value, tmp_path, capsys):
     one_error_line(capsys, call(["train", "--out", tmp_path / "r", option, value]), option)
     assert not (tmp_path / "r").exists()
+
+
+def test_settings_compare_as_values_so_integer_overrides_resume():
+    """``--set anchor_scales=[32, 64]`` is stored by the model as floats: a resume must not
+    take ``[32, 64]`` for a contradiction of ``[32.0, 64.0]`` (test_pretrained resumes such a
+    run through the real command line)."""
+    from frcnn_lib.cli.train import _same_setting
+
+    assert _same_setting([32, 64], [32.0, 64.0]) and _same_setting((0.5, 1), [0.5, 1.0])
+    assert _same_setting(16, 16.0) and _same_setting("roi_align", "roi_align")
+    assert not _same_setting([32, 64], [32.0, 65.0]) and not _same_setting([32], [32, 64])
+    assert not _same_setting(True, 1) and not _same_setting("1", 1) and not _same_setting(None, 0)

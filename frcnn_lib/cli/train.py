@@ -207,11 +207,23 @@ def _recorded_run(args, overrides, path):
     recorded_set = recorded.get("set") or {}
     given_set = check_overrides(dict(overrides), DEFAULTS)
     for key, value in given_set.items():
-        if key in recorded_set and json.dumps(value) != json.dumps(recorded_set[key]):
+        if key in recorded_set and not _same_setting(value, recorded_set[key]):
             raise FrcnnError(f"--set {key}={json.dumps(value)} contradicts {path} "
                              f"({key}={json.dumps(recorded_set[key])}); a resumed run keeps its "
                              f"settings (drop --set, or start a new --out)")
     return {**recorded_set, **given_set}
+
+
+def _same_setting(a, b):
+    """Whether two setting values are equal as settings: numbers by value (``32 == 32.0``, as a
+    model stores ``anchor_scales`` as floats), lists and tuples element by element."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_setting(x, y) for x, y in zip(a, b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return float(a) == float(b)
+    return a == b
 
 
 def _train_in_scope(args, preset, train, overrides, data, val, spec, out, run_out, strategy, run_config):
@@ -229,7 +241,7 @@ def _train_in_scope(args, preset, train, overrides, data, val, spec, out, run_ou
         model, state = checkpoints.load_checkpoint(checkpoint_folder)
         config = model.get_config()
         for key, value in overrides.items():
-            if json.dumps(config[key]) != json.dumps(list(value) if isinstance(value, tuple) else value):
+            if not _same_setting(config[key], value):
                 raise FrcnnError(f"--set {key}={json.dumps(value)}: the checkpoint in "
                                  f"{checkpoint_folder} has {key}={json.dumps(config[key])}; a "
                                  f"resumed run keeps its model (drop --set or start a new --out)")
