@@ -110,8 +110,8 @@ def interpreter(filepath):
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
-        # TensorFlow 2.21's default XNNPack delegate gives wrong boxes on this graph (boxes
-        # 0.1 off, normalised, on a 333 x 127 image; LiteRT 2.3's XNNPack gives detect's):
+        # TensorFlow 2.21's default XNNPack delegate gives wrong boxes on this graph (up to
+        # 0.28 of the width off on a 333 x 127 image; LiteRT 2.3's XNNPack gives detect's):
         # its builtin kernels alone.
         with warnings.catch_warnings():          # "tf.lite.Interpreter is deprecated ..."
             warnings.simplefilter("ignore")
