@@ -5,17 +5,18 @@ it is padded to, ``D`` detections (``detections_max``, static), ``K`` object cla
 
 TF Hub detectors, TFLite detection models and TF Serving users know this interface:
 
-==================== ====================== ==============================================
-name                 dtype, shape           meaning
-==================== ====================== ==============================================
-``input_tensor``     uint8 ``(1, H, W, 3)`` one RGB image of any size
-``detection_boxes``  float32 ``(1, D, 4)``  ``[ymin, xmin, ymax, xmax]`` normalised by the
-                                            input's ``H`` and ``W`` (0..1)
-``detection_scores`` float32 ``(1, D)``     by descending score
-``detection_classes`` float32 ``(1, D)``    the model's category ids: ``model.category_ids``
-                                            when it has them, else the labels ``1..K``
-``num_detections``   float32 ``(1,)``       ``n``: rows ``n..D-1`` are padding (all 0)
-==================== ====================== ==============================================
+===================== ====================== ============================================
+name                  dtype, shape           meaning
+===================== ====================== ============================================
+``input_tensor``      uint8 ``(1, H, W, 3)`` one RGB image of any size
+``detection_boxes``   float32 ``(1, D, 4)``  ``[ymin, xmin, ymax, xmax]`` normalised by
+                                             the input's ``H`` and ``W`` (0..1)
+``detection_scores``  float32 ``(1, D)``     by descending score
+``detection_classes`` float32 ``(1, D)``     the model's category ids:
+                                             ``model.category_ids`` when it has them,
+                                             else the labels ``1..K``
+``num_detections``    float32 ``(1,)``       ``n``: rows ``n..D-1`` are padding (all 0)
+===================== ====================== ============================================
 
 :func:`detections` computes it from the raw image, all inside the graph, with the steps
 ``model.detect`` takes (``frcnn_lib.detect``): resize as ``pipeline.resize_image`` does
