@@ -68,13 +68,26 @@ def map_back(boxes, scores, labels, size, scale, score_threshold=None):
     ``scale``, clipped to ``size = (h, w)``; boxes left with no area are dropped, and so are
     scores below ``score_threshold`` when given.  Returns the dict ``detect`` gives."""
     h, w = size
-    extent = np.array([w, h, w, h], np.float64)
-    boxes = np.clip(np.asarray(boxes, np.float64), 0.0, extent * scale) / scale
-    boxes = np.clip(boxes, 0.0, extent).astype(np.float32)
-    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    boxes = clip_back(np.asarray(boxes, np.float64), np.array([w, h, w, h], np.float64), scale,
+                      np.clip).astype(np.float32)
+    keep = has_area(boxes)
     if score_threshold is not None:
         keep &= np.asarray(scores) >= score_threshold
     return {"boxes": boxes[keep], "scores": np.asarray(scores)[keep], "labels": np.asarray(labels)[keep]}
+
+
+def clip_back(boxes, extent, scale, clip):
+    """The mapping back of :func:`map_back`, shared with the exported files
+    (``frcnn_lib.export.contract``): ``boxes (D, 4)`` xyxy in the resized content, clipped to
+    ``extent * scale`` (``extent = (w, h, w, h)``, the original image), divided by ``scale``
+    and clipped to ``extent``.  ``clip``: ``np.clip`` on numpy arrays, ``tf.clip_by_value``
+    in a graph."""
+    return clip(clip(boxes, 0.0, extent * scale) / scale, 0.0, extent)
+
+
+def has_area(boxes):
+    """``(D,)`` bool: the xyxy boxes ``(D, 4)`` (numpy or tensor) with a positive width and height."""
+    return (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
 
 
 @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8),

@@ -218,7 +218,7 @@ class FasterRCNN(keras.Model):
         cols = tf.range(shape[2])[None, None, :] < image_sizes[:, 1:2, None]     # (B, 1, W)
         # A custom trunk (frcnn_lib.course.custom_backbone) preprocesses itself: its padding stays 0.
         neutral = tf.constant(NEUTRAL_RGB.get(self.settings["backbone"], (0.0, 0.0, 0.0)), images.dtype)
-        return tf.where((rows & cols)[..., None], images, neutral)
+        return tf.where(tf.expand_dims(rows & cols, -1), images, neutral)   # TFLite: no new axis on bools
 
     def _pool(self, features, rois, portable):
         """``rois (B, R, 4)`` -> RoI features ``(B*R, F)``."""
@@ -257,7 +257,9 @@ class FasterRCNN(keras.Model):
         ``predict`` and ``predict_on_batch`` on arrays and tensors: multiply by 255).
 
         Returns a dict of ``boxes (B, D, 4)`` (pixels of ``images``), ``scores (B, D)``,
-        ``labels (B, D)`` int32 (``-1`` pads) and ``num_detections (B,)`` int32.
+        ``labels (B, D)`` int32 (``-1`` pads) and ``num_detections (B,)`` int32.  These are
+        padded, network-space outputs (as from ``predict`` and the SavedModel's ``serve``):
+        ``images`` are not resized; for raw images use :meth:`detect` or an exported file.
         """
         input_checks.check_images(images)
         if tf.executing_eagerly():  # a direct call on concrete images (not a traced step)
@@ -425,22 +427,27 @@ class FasterRCNN(keras.Model):
         return results[0] if single else results
 
     def export(self, filepath, format="tf_saved_model", verbose=True, **kwargs):
-        """Write a SavedModel whose ``serve`` endpoint maps float images ``(B, H, W, 3)`` to the
-        padded detections of :meth:`call`; ``format="tflite"`` writes a float32 TFLite file
-        with the same signature (``frcnn_lib.export.tflite``), ``format="onnx"`` an ONNX file
-        through tf2onnx (``frcnn_lib.export.onnx``; ``opset=`` in kwargs)."""
+        """Write the model as a file to deploy, on the TF Object Detection API's contract
+        (``frcnn_lib.export.contract``; docs/deploy.md): input ``input_tensor`` uint8
+        ``(1, H, W, 3)`` of any size, outputs ``detection_boxes`` (normalised
+        ``[ymin, xmin, ymax, xmax]`` of the input), ``detection_scores``, ``detection_classes``
+        (``category_ids``, else labels ``1..K``) and ``num_detections``: the detections of
+        :meth:`detect`, with the resize, padding and mapping back inside the file, and the
+        class names too.
+
+        ``format``: ``"tf_saved_model"`` (a folder; signature ``serving_default``, plus
+        ``serve``: the padded, network-space outputs of :meth:`call` for float batches,
+        ``frcnn_lib.export.savedmodel``), ``"tflite"`` (a float32 file, builtin ops,
+        ``frcnn_lib.export.tflite``) or ``"onnx"`` (through tf2onnx, ``opset=`` in kwargs,
+        ``frcnn_lib.export.onnx``); other formats go to ``keras.Model.export``.  Returns the
+        file's size in bytes for ``tflite`` and ``onnx``."""
         if format == "tflite":
             from frcnn_lib.export.tflite import export_tflite
-            return export_tflite(self, filepath)
+            return export_tflite(self, filepath, **kwargs)
         if format == "onnx":
             from frcnn_lib.export.onnx import export_onnx
             return export_onnx(self, filepath, **kwargs)
         if format != "tf_saved_model":
             return super().export(filepath, format=format, verbose=verbose, **kwargs)
-        archive = keras.export.ExportArchive()
-        archive.track(self)
-        # Portable ops (gathers, tiled NMS): the SavedModel also converts to TFLite and
-        # compiles with XLA wherever it is served.
-        archive.add_endpoint("serve", lambda images: self.detect_padded(images, portable=True),
-                             input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
-        archive.write_out(filepath, verbose=verbose)
+        from frcnn_lib.export.savedmodel import export_saved_model
+        return export_saved_model(self, filepath, verbose=verbose, **kwargs)

@@ -1,41 +1,40 @@
-"""TFLite export: builtin ops only, the same detections as the Keras model, an image with
-zero detections included, and the command line."""
+"""TFLite export from the command line: the file follows the detection contract (uint8
+``input_tensor`` of any size, one ``serving_default`` signature), carries the model's class
+names and category ids, and runs on LiteRT with ``detect``'s detections.  (Each format
+against ``detect`` on a trained model: test_export_contract.py.)"""
 import keras
 import numpy as np
-import pytest
 
-from frcnn_lib.export.tflite import run_tflite
+from frcnn_lib.export import contract
+from frcnn_lib.export.tflite import interpreter, run_tflite
 from helpers.reliability import finish, start_frcnn
 from helpers.synthetic import make_batch, tiny_model
 
 
-@pytest.mark.parametrize("threshold", [0.0, 0.999])       # many detections, then none at all
-def test_tflite_gives_the_keras_detections(tmp_path, threshold):
-    keras.utils.set_random_seed(0)
-    model = tiny_model(detections_score_threshold=threshold)
-    images, _ = make_batch()
-    path = tmp_path / "model.tflite"
-    assert model.export(str(path), format="tflite") > 0
-    for image in images[:2]:
-        want = {k: v.numpy() for k, v in model(image[None]).items()}
-        got = run_tflite(path, image[None])
-        n = int(want["num_detections"][0])
-        assert int(got["num_detections"][0]) == n
-        assert (n == 0) == (threshold > 0.9)
-        np.testing.assert_array_equal(got["labels"][0, :n], want["labels"][0, :n])
-        np.testing.assert_allclose(got["boxes"][0, :n], want["boxes"][0, :n], atol=1e-2)
-        np.testing.assert_allclose(got["scores"][0, :n], want["scores"][0, :n], atol=1e-4)
-        assert (got["labels"][0, n:] == -1).all()
-
-
 def test_frcnn_export_tflite_from_the_command_line(tmp_path):
     keras.utils.set_random_seed(0)
-    model = tiny_model()
+    # Untrained, every detection kept (score threshold 0): the file has D of them to match.
+    model = tiny_model(detections_score_threshold=0.0, class_names=["bolt", "nut"], category_ids=[5, 9])
     model.save(str(tmp_path / "m.keras"))
     code, out, err = finish(start_frcnn(["export", "--model", tmp_path / "m.keras", "--format",
                                          "tflite", "--out", tmp_path / "m.tflite"]), timeout=300)
     assert code == 0, err[-2000:]
-    assert "TFLite model written" in out and (tmp_path / "m.tflite").stat().st_size > 0
-    images, _ = make_batch()
-    got = run_tflite(tmp_path / "m.tflite", images[:1])
-    assert got["boxes"].shape[1:] == (model.settings["detections_max"], 4)
+    path = tmp_path / "m.tflite"
+    assert "TFLite model written" in out and path.stat().st_size > 0
+    assert not (tmp_path / "m.tflite.partial").exists()
+    assert contract.read_labels(path) == {"class_names": ["bolt", "nut"], "category_ids": [5, 9]}
+
+    details = interpreter(path).get_signature_runner("serving_default").get_input_details()
+    assert details["input_tensor"]["dtype"] == np.uint8
+    assert details["input_tensor"]["shape_signature"].tolist() == [1, -1, -1, 3]
+
+    image = np.ascontiguousarray(make_batch()[0][0, :, :90].astype(np.uint8))     # 64 x 90
+    got = run_tflite(path, image)
+    want = model.detect(image)
+    n = int(got["num_detections"][0])
+    assert n == len(want["scores"]) == model.settings["detections_max"]
+    # Scores as a set (untrained: near-ties may come out in another order), then names and ids.
+    np.testing.assert_allclose(np.sort(got["detection_scores"][0]), np.sort(want["scores"]), atol=1e-4)
+    assert set(got["detection_classes"][0].tolist()) <= {5.0, 9.0}
+    names = dict(zip([5, 9], ["bolt", "nut"]))
+    assert got["detection_names"].tolist() == [names[int(c)] for c in got["detection_classes"][0]]

@@ -1,13 +1,18 @@
-"""``frcnn export``: a SavedModel folder, or a TFLite / ONNX file, from a saved model."""
+"""``frcnn export``: a SavedModel folder, or a TFLite / ONNX file, from a saved model, on the
+TF Object Detection API's contract (``frcnn_lib.export.contract``, docs/deploy.md)."""
 import os
 
 from frcnn_lib.cli.common import existing_file
 
 
 def add_parser(subparsers):
-    x = subparsers.add_parser("export", help="export a SavedModel for serving",
-                              description="Write a TensorFlow SavedModel whose 'serve' signature maps float "
-                              "images (B, H, W, 3) in 0..255 to padded detections.")
+    x = subparsers.add_parser("export", help="export the model for deployment (SavedModel, TFLite or ONNX)",
+                              description="Write a file to deploy on the TF Object Detection API contract "
+                              "(docs/deploy.md): input_tensor uint8 (1, H, W, 3) of any size -> "
+                              "detection_boxes (normalised [ymin, xmin, ymax, xmax]), detection_scores, "
+                              "detection_classes, num_detections; the resize and the class names are inside "
+                              "the file. The SavedModel's signature is 'serving_default' (plus 'serve': "
+                              "padded outputs for prepared float batches).")
     x.add_argument("--model", required=True, help="a .keras file written by 'frcnn train'")
     x.add_argument("--out", required=True,
                    help="SavedModel folder to write (a .tflite / .onnx file with --format tflite / onnx)")
@@ -36,14 +41,14 @@ def run(args, session):
     if not args.quiet:
         print(f"exporting {args.model} (tracing the serving graph) ...", flush=True)
     model.export(args.out, verbose=False)
-    session.result(f"SavedModel written to {args.out} (signature 'serve': images (B, H, W, 3) float32 -> "
-                   f"boxes, scores, labels, num_detections)")
+    session.result(f"SavedModel written to {args.out} (signature 'serving_default': input_tensor uint8 "
+                   f"(1, H, W, 3) -> detection_boxes, detection_scores, detection_classes, num_detections)")
 
 
 # --format -> (name, what the converter does, the file's input)
 FILE_EXPORTS = {
-    "tflite": ("TFLite", "tracing and converting", "signature 'serve': images (1, H, W, 3)"),
-    "onnx": ("ONNX", "tracing, then converting", "input 'images' (B, H, W, 3)"),
+    "tflite": ("TFLite", "tracing and converting", "signature 'serving_default': input_tensor uint8 (1, H, W, 3)"),
+    "onnx": ("ONNX", "tracing, then converting", "input 'input_tensor' uint8 (1, H, W, 3)"),
 }
 
 
@@ -57,5 +62,5 @@ def _export_file(args, session):
     if not args.quiet:
         print(f"exporting {args.model} to {name} ({stages}) ...", flush=True)
     size = model.export(args.out, format=args.format)
-    session.result(f"{name} model written to {args.out} ({size / 1e6:.1f} MB; {inputs} float32 -> "
-                   f"boxes, scores, labels, num_detections)")
+    session.result(f"{name} model written to {args.out} ({size / 1e6:.1f} MB; {inputs} -> "
+                   f"detection_boxes, detection_scores, detection_classes, num_detections)")

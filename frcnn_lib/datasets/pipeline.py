@@ -70,6 +70,17 @@ def canvas_for(height, width, min_side, max_side):
     return (height + m - 1) // m * m, (width + m - 1) // m * m
 
 
+def resized_size(height, width, min_side, max_side):
+    """The size :func:`resize_image` gives an ``(height, width)`` image (int scalars or
+    tensors; graph-safe): ``(scale () float32, h' () int32, w' () int32)``, see there."""
+    h = tf.cast(height, tf.float32)
+    w = tf.cast(width, tf.float32)
+    scale = tf.minimum(min_side / tf.minimum(h, w), max_side / tf.maximum(h, w))
+    new_h = tf.maximum(tf.cast(tf.round(h * scale), tf.int32), 1)
+    new_w = tf.maximum(tf.cast(tf.round(w * scale), tf.int32), 1)
+    return scale, new_h, new_w
+
+
 def resize_image(image, min_side, max_side):
     """Resize ``image (h, w, C)`` keeping its aspect ratio (graph-safe).
 
@@ -81,11 +92,7 @@ def resize_image(image, min_side, max_side):
     """
     image = tf.convert_to_tensor(image)
     shape = tf.shape(image)
-    h = tf.cast(shape[0], tf.float32)
-    w = tf.cast(shape[1], tf.float32)
-    scale = tf.minimum(min_side / tf.minimum(h, w), max_side / tf.maximum(h, w))
-    new_h = tf.maximum(tf.cast(tf.round(h * scale), tf.int32), 1)
-    new_w = tf.maximum(tf.cast(tf.round(w * scale), tf.int32), 1)
+    scale, new_h, new_w = resized_size(shape[0], shape[1], min_side, max_side)
     image = tf.cast(image, tf.float32)
     unchanged = tf.logical_and(tf.equal(new_h, shape[0]), tf.equal(new_w, shape[1]))
     size = tf.stack([new_h, new_w])
