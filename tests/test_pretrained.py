@@ -98,15 +98,18 @@ def _fake_imagenet_frcnn(args, timeout=600):
     return done
 
 
-def test_resume_of_a_pretrained_resnet50_keeps_frozen_set_and_optimizer_state(tmp_path):
-    """A real ``frcnn train`` from (fake) ImageNet weights, then ``--resume``: before the fix the
-    frozen set was lost on loading and the optimizer's state did not fit any more."""
+def test_resume_of_a_pretrained_resnet50_keeps_frozen_set_and_optimizer_state(imagenet, tmp_path):
+    """``frcnn train`` from (fake) ImageNet weights, then a real ``frcnn train --resume``
+    process: before the fix the frozen set was lost on loading and the optimizer's state did
+    not fit any more.  The first run is in this process (``cli.main``), the resume a fresh one."""
+    from frcnn_lib import cli
+
     sets = [a for k, v in {**SMALL, "backbone": "resnet50", "backbone_weights": "imagenet",
                            "roi_pooling": "roi_align", "roi_head_units": 64}.items()
             for a in ("--set", f"{k}={json.dumps(list(v) if isinstance(v, tuple) else v)}")]
     common = ["train", "--out", tmp_path, "--train-images", 4, "--batch-size", 2, "--quiet",
               "--learning-rate", 1e-3, *sets]
-    _fake_imagenet_frcnn(common + ["--epochs", 1])
+    assert cli.main([str(a) for a in common + ["--epochs", 1]]) == 0
     first = keras.models.load_model(str(tmp_path / "checkpoints" / "last.keras"))
     # As if the run had been started for 2 epochs and stopped after the first: --resume
     # replays the recorded command, and refuses a contradicting --epochs.
