@@ -51,7 +51,7 @@ def _same_detections(got, want, atol=1e-3):
         np.testing.assert_allclose(g["scores"], w["scores"], atol=1e-5)
 
 
-def test_predict_detect_and_export_compile_with_xla_and_match(tmp_path):
+def test_predict_and_detect_compile_with_xla_and_match():
     graph, xla = _pair(detections_score_threshold=0.0)
     images, _ = make_batch()
     want = graph.predict(images, verbose=0)
@@ -61,14 +61,29 @@ def test_predict_detect_and_export_compile_with_xla_and_match(tmp_path):
     raw = [images[0].astype(np.uint8), images[1, :50, :80].astype(np.uint8)]
     _same_detections(xla.detect(raw), graph.detect(raw))
     assert xla._frcnn_detect_fn[0] is True           # detect compiled with XLA
-    # The SavedModel uses the portable ops; it serves the same detections, and so does an
-    # XLA compilation of its endpoint.
+
+
+def test_exported_endpoints_serve_the_same_and_compile_with_xla(tmp_path):
+    """The SavedModel uses the portable ops: its padded ``serve`` endpoint gives ``predict``'s
+    detections, and so does an XLA compilation of it; the ``serving_default`` contract on a raw
+    image compiles with XLA too and gives what it gives without."""
+    keras.utils.set_random_seed(3)
+    graph = tiny_model(detections_score_threshold=0.0)
+    images, _ = make_batch()
+    want = graph.predict(images, verbose=0)
     graph.export(str(tmp_path / "saved"), verbose=False)
     served = tf.saved_model.load(str(tmp_path / "saved"))
     out = served.serve(tf.constant(images))
     np.testing.assert_allclose(out["boxes"].numpy(), want["boxes"], atol=1e-3)
     compiled = tf.function(served.serve, jit_compile=True)(tf.constant(images))
     np.testing.assert_allclose(compiled["boxes"].numpy(), want["boxes"], atol=1e-3)
+    contract = served.signatures["serving_default"]
+    raw = tf.constant(images[1:2, :50, :80].astype(np.uint8))
+    plain = contract(input_tensor=raw)
+    xla_out = tf.function(lambda x: contract(input_tensor=x), jit_compile=True)(raw)
+    assert int(plain["num_detections"][0]) == int(xla_out["num_detections"][0]) > 0
+    np.testing.assert_allclose(xla_out["detection_boxes"].numpy(), plain["detection_boxes"].numpy(),
+                               atol=1e-5)
 
 
 def test_keras_default_compile_trains_where_a_gpu_is_listed(monkeypatch):
