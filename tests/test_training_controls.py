@@ -349,11 +349,25 @@ def test_photometric_strength_zero_is_identity_and_grey_stays_grey():
     image = rng.uniform(0, 255, (20, 30, 3)).astype(np.float32)
     np.testing.assert_allclose(photometric_jitter(image, 0.0, [5, 0]).numpy(), image, atol=2e-3)
     grey = np.repeat(rng.uniform(0, 255, (20, 30, 1)), 3, axis=-1).astype(np.float32)
+    outs = []
     for bits in range(5):
         out = photometric_jitter(grey, 1.0, [bits, 0]).numpy()
         np.testing.assert_allclose(out[..., 0], out[..., 1], atol=1e-3)
         np.testing.assert_allclose(out[..., 0], out[..., 2], atol=1e-3)
         assert not np.allclose(out, grey, atol=1)
+        assert not any(np.allclose(out, other, atol=1) for other in outs)   # seed matters
+        outs.append(out)
+
+
+def test_each_image_of_a_stream_draws_its_own_augmentation():
+    image, boxes = painted()
+    records = [ImageRecord(image, boxes, [1, 2], [False, False], i, 100, 100) for i in range(4)]
+    data = DetectionData(records, ["a", "b"], name="copies")
+    for kwargs in ({"photometric": 0.5}, {"scale_jitter": (0.5, 0.9)}):   # no crop: the factor
+        images, _ = next(iter(make_dataset(data, 4, training=True, min_side=100, max_side=100,
+                                           flip=False, **kwargs)))
+        images = images.numpy()
+        assert all(not np.array_equal(images[i], images[j]) for i in range(4) for j in range(i))
 
 
 def test_augmented_stream_resumes_where_it_was():
