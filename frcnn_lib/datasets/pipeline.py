@@ -36,7 +36,8 @@ same augmentations):
   ``[low, high]``, boxes with it; the canvas stays the one of the unjittered size, so the
   shapes the model sees do not change.  An image larger than its canvas is cropped to it at a
   random offset; boxes are shifted and clipped, and a box with less than one pixel left in
-  either direction is dropped (label ``-1``).  ``image_sizes`` is the content kept.
+  either direction is dropped (label ``-1``).  ``image_sizes`` is the content kept and
+  ``scales`` the jittered scale (after a crop, original box = (box + offset) / scale).
 - ``photometric=s``: brightness, contrast, saturation and hue jitter of strength ``s`` on the
   content (padding stays 0), clipped to 0..255; boxes unchanged.
 """

@@ -87,7 +87,8 @@ class TrainingControls:
         return out
 
     def keeps_best(self, has_validation):
-        """Whether to keep ``best.keras``; FrcnnError if asked for without validation data."""
+        """Whether to keep ``best.keras``.  FrcnnError if ``keep_best`` or early stopping is
+        asked for without validation data (both watch val_mAP)."""
         if not has_validation:
             for key, on in (("keep_best", self.keep_best),
                             ("early_stopping_patience", self.early_stopping_patience is not None)):
