@@ -27,6 +27,19 @@ of the pixels.  The number of canvases is bounded (one side of a resized image i
 ``min_side`` or ``max_side``), so the model traces a bounded number of shapes.  When
 ``min_side == max_side`` there is one fixed canvas and the element spec is fully static
 (except ``B``); otherwise the spec leaves ``Hc, Wc`` unknown.
+
+Training augmentation (off unless asked; graph ops inside ``tf.data``, seeded per image by
+the stream's random bits, so the same seed gives the same batches and a resumed stream the
+same augmentations):
+
+- ``scale_jitter=(low, high)``: the image is resized by ``scale * f``, ``f`` uniform in
+  ``[low, high]``, boxes with it; the canvas stays the one of the unjittered size, so the
+  shapes the model sees do not change.  An image larger than its canvas is cropped to it at a
+  random offset; boxes are shifted and clipped, and a box with less than one pixel left in
+  either direction is dropped (label ``-1``).  ``image_sizes`` is the content kept and
+  ``scales`` the jittered scale (after a crop, original box = (box + offset) / scale).
+- ``photometric=s``: brightness, contrast, saturation and hue jitter of strength ``s`` on the
+  content (padding stays 0), clipped to 0..255; boxes unchanged.
 """
 from __future__ import annotations
 
@@ -70,17 +83,6 @@ def canvas_for(height, width, min_side, max_side):
     return (height + m - 1) // m * m, (width + m - 1) // m * m
 
 
-def resized_size(height, width, min_side, max_side):
-    """The size :func:`resize_image` gives an ``(height, width)`` image (int scalars or
-    tensors; graph-safe): ``(scale () float32, h' () int32, w' () int32)``, see there."""
-    h = tf.cast(height, tf.float32)
-    w = tf.cast(width, tf.float32)
-    scale = tf.minimum(min_side / tf.minimum(h, w), max_side / tf.maximum(h, w))
-    new_h = tf.maximum(tf.cast(tf.round(h * scale), tf.int32), 1)
-    new_w = tf.maximum(tf.cast(tf.round(w * scale), tf.int32), 1)
-    return scale, new_h, new_w
-
-
 def resize_image(image, min_side, max_side):
     """Resize ``image (h, w, C)`` keeping its aspect ratio (graph-safe).
 
@@ -91,8 +93,30 @@ def resize_image(image, min_side, max_side):
       size is only cast, not resampled.
     """
     image = tf.convert_to_tensor(image)
+    scale = resize_scale(tf.shape(image), min_side, max_side)
+    return resample(image, scale), scale
+
+
+def resize_scale(shape, min_side, max_side):
+    """``()`` float32: ``min(min_side / min(h, w), max_side / max(h, w))`` for ``shape = (h, w, ...)``."""
+    h = tf.cast(shape[0], tf.float32)
+    w = tf.cast(shape[1], tf.float32)
+    return tf.minimum(min_side / tf.minimum(h, w), max_side / tf.maximum(h, w))
+
+
+def resized_size(shape, scale):
+    """``(round(h * scale), round(w * scale))`` int32 scalars for ``shape = (h, w, ...)``,
+    each at least 1."""
+    new_h = tf.maximum(tf.cast(tf.round(tf.cast(shape[0], tf.float32) * scale), tf.int32), 1)
+    new_w = tf.maximum(tf.cast(tf.round(tf.cast(shape[1], tf.float32) * scale), tf.int32), 1)
+    return new_h, new_w
+
+
+def resample(image, scale):
+    """``image (h, w, C)`` resized by ``scale`` to :func:`resized_size`, float32 clipped to
+    0..255; only cast if the size is unchanged."""
     shape = tf.shape(image)
-    scale, new_h, new_w = resized_size(shape[0], shape[1], min_side, max_side)
+    new_h, new_w = resized_size(shape, scale)
     image = tf.cast(image, tf.float32)
     unchanged = tf.logical_and(tf.equal(new_h, shape[0]), tf.equal(new_w, shape[1]))
     size = tf.stack([new_h, new_w])
@@ -104,7 +128,100 @@ def resize_image(image, min_side, max_side):
         lambda: tf.cond(scale < 1.0,
                         lambda: tf.image.resize(image, size, "bilinear", antialias=True),
                         lambda: tf.image.resize(image, size, "bilinear")))
-    return tf.clip_by_value(resized, 0.0, 255.0), scale
+    return tf.clip_by_value(resized, 0.0, 255.0)
+
+
+# Salts of an image's independent stateless draws (its seed is ``(stream bits, salt)``).
+_JITTER_SALT, _CROP_SALT, _PHOTOMETRIC_SALT = 1, 2, 3
+
+
+def check_augmentation(scale_jitter=None, photometric=0.0):
+    """``(scale_jitter, photometric)`` checked and normalised: ``None`` or a ``(low, high)``
+    float pair with ``0 < low <= high``, and a strength ``0 <= s <= 1`` (0 = off).  Raises
+    FrcnnError naming the field."""
+    if scale_jitter is not None:
+        try:
+            if isinstance(scale_jitter, (str, bytes)):
+                raise TypeError
+            low, high = (float(v) for v in scale_jitter)
+        except (TypeError, ValueError):
+            raise FrcnnError(f"scale_jitter: expected None or a pair (low, high) of factors, "
+                             f"got {scale_jitter!r}") from None
+        if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
+            raise FrcnnError(f"scale_jitter: expected 0 < low <= high, got ({low}, {high})")
+        scale_jitter = (low, high)
+    numbers = (int, float, np.integer, np.floating)
+    if isinstance(photometric, bool) or not isinstance(photometric, numbers) \
+            or not 0 <= photometric <= 1:
+        raise FrcnnError(f"photometric: expected a strength in [0, 1] (0 = off), got {photometric!r}")
+    return scale_jitter, float(photometric)
+
+
+def jitter_scale(image, boxes, labels, scale, canvas, scale_jitter, seed):
+    """Scale jitter of one training image: resize by ``scale * f``, crop to the canvas.
+
+    Like ``torchvision.transforms.v2.ScaleJitter`` followed by ``RandomCrop`` to a fixed
+    size (the large-scale-jitter recipe of Ghiasi et al. 2021), with the canvas of the
+    unjittered image as the fixed size.
+
+    Args:
+      image: ``(h, w, 3)`` uint8 or float 0..255, the original image.
+      boxes: ``(G, 4)`` xyxy in original pixels.  labels: ``(G,)``, ``-1`` for padding.
+      scale: ``()`` the pipeline's resize scale (:func:`resize_scale`).
+      canvas: ``(Hc, Wc)`` the canvas of the unjittered resized image.
+      scale_jitter: ``(low, high)``: ``f`` is uniform in ``[low, high]``.
+      seed: ``(2,)`` int stateless seed of this image.
+
+    Returns:
+      ``(image (h'', w'', 3) float32 0..255 with h'' <= Hc and w'' <= Wc, boxes (G, 4) xyxy
+      in its pixels, labels (G,), scale * f)``.  An image larger than the canvas is cropped at
+      a uniformly random offset; boxes are shifted and clipped, and one with less than one
+      pixel left in width or height gets label ``-1`` (box zeroed by the caller).
+    """
+    low, high = scale_jitter
+    seed = tf.cast(seed, tf.int64)
+    factor = tf.random.stateless_uniform([], tf.stack([seed[0], seed[1] + _JITTER_SALT]), low, high)
+    scale = scale * factor
+    image = resample(image, scale)
+    size = tf.shape(image)[:2]
+    kept = tf.minimum(size, tf.cast(tf.stack(canvas), tf.int32))
+    excess = size - kept                                                   # (2,) >= 0
+    u = tf.random.stateless_uniform([2], tf.stack([seed[0], seed[1] + _CROP_SALT]))
+    offset = tf.minimum(tf.cast(tf.floor(u * tf.cast(excess + 1, tf.float32)), tf.int32), excess)
+    image = tf.slice(image, tf.concat([offset, [0]], 0), tf.concat([kept, [-1]], 0))
+    shift = tf.cast(tf.stack([offset[1], offset[0], offset[1], offset[0]]), tf.float32)
+    boxes = clip(boxes * scale - shift, kept[0], kept[1])
+    visible = (boxes[:, 2] - boxes[:, 0] >= 1.0) & (boxes[:, 3] - boxes[:, 1] >= 1.0)
+    labels = tf.where(visible, labels, -1)
+    return image, boxes, labels, scale
+
+
+def photometric_jitter(image, strength, seed):
+    """Brightness, contrast, saturation and hue jitter of ``image (h, w, 3)`` float 0..255.
+
+    With ``s = strength``: brightness factor in ``1 +- s/4``, contrast and saturation factors
+    in ``1 +- s``, hue shift in ``+- s/10`` of the colour circle, each uniform, applied in that
+    order as torchvision's ``adjust_*`` functions do (a blend with black, with the mean grey
+    level, with the grey image; then a hue rotation) and clipped after each step.  At
+    ``s = 0.5`` the ranges are those of torchvision's ``RandomPhotometricDistort`` (SSD's
+    contrast and saturation 0.5..1.5, hue +-0.05, brightness 0.875..1.125), which applies
+    each with probability 0.5 in a random order; here all four always apply.
+
+    Returns ``(h, w, 3)`` float32 in 0..255.  ``seed``: ``(2,)`` int stateless seed.
+    """
+    s = float(strength)
+    seed = tf.cast(seed, tf.int64)
+    u = tf.random.stateless_uniform([4], tf.stack([seed[0], seed[1] + _PHOTOMETRIC_SALT]), -1.0, 1.0)
+    x = tf.cast(image, tf.float32) / 255.0
+
+    def blend(x, factor, reference):
+        return tf.clip_by_value((x - reference) * factor + reference, 0.0, 1.0)
+
+    x = blend(x, 1.0 + s / 4.0 * u[0], 0.0)
+    x = blend(x, 1.0 + s * u[1], tf.reduce_mean(tf.image.rgb_to_grayscale(x)))
+    x = blend(x, 1.0 + s * u[2], tf.image.rgb_to_grayscale(x))
+    x = tf.image.adjust_hue(x, s / 10.0 * u[3])
+    return tf.clip_by_value(x * 255.0, 0.0, 255.0)
 
 
 def resize_for_inference(image, min_side=600, max_side=1000):
@@ -176,7 +293,7 @@ def pad_to_canvas(image, canvas):
 def make_dataset(data, batch_size=2, training=False, min_side=None, max_side=None,
                  max_boxes=None, flip=True, shuffle=True, seed=0, repeat=False,
                  drop_remainder=False, use_difficult=False, skip_batches=0,
-                 num_parallel_calls=None) -> tf.data.Dataset:
+                 num_parallel_calls=None, scale_jitter=None, photometric=0.0) -> tf.data.Dataset:
     """Batches of ``(images, targets)`` from a DetectionData (see the module docstring).
 
     Args:
@@ -189,7 +306,7 @@ def make_dataset(data, batch_size=2, training=False, min_side=None, max_side=Non
         Images with more keep their first ``G`` boxes (with a warning).
       flip: random horizontal flip when training (``x1' = w' - x2``, ``x2' = w' - x1``).
       shuffle: reshuffle every epoch when training.
-      seed: seeds shuffling and flipping (the same seed gives the same batches).
+      seed: seeds shuffling, flipping and augmentation (the same seed gives the same batches).
       repeat: repeat forever.
       drop_remainder: drop a last incomplete batch per orientation (makes ``B`` static).
       use_difficult: keep VOC ``difficult`` boxes as training targets (default: left out,
@@ -198,6 +315,10 @@ def make_dataset(data, batch_size=2, training=False, min_side=None, max_side=Non
         images (resuming mid-epoch; needs ``repeat``; see ``datasets/resume.py``).
       num_parallel_calls: images decoded and resized at once; default ``tf.data.AUTOTUNE``
         (tuned at run time; benchmarks/bench_pipeline.py compares fixed values).
+      scale_jitter: when training, ``None`` (off) or ``(low, high)``: each image resized by
+        a factor in ``[low, high]`` times its scale, cropped to its canvas
+        (:func:`jitter_scale`).
+      photometric: when training, the strength of :func:`photometric_jitter` (0 = off).
 
     Returns:
       A ``tf.data.Dataset``, prefetched.
@@ -225,8 +346,11 @@ def make_dataset(data, batch_size=2, training=False, min_side=None, max_side=Non
                       f"(first: index {too_many[0]}); only the first {num_boxes} are kept",
                       stacklevel=2)
 
+    scale_jitter, photometric = check_augmentation(scale_jitter, photometric)
     single_canvas = min_side == max_side
     do_flip = bool(training and flip)
+    jitter = scale_jitter if training else None
+    strength = photometric if training else 0.0
 
     def load(index):  # host side: decode the image, pad the boxes to G
         i = int(index)
@@ -249,17 +373,27 @@ def make_dataset(data, batch_size=2, training=False, min_side=None, max_side=Non
         return index, image, boxes, labels, flip_bits
 
     def prepare(index, image, boxes, labels, flip_bits):
-        image, scale = resize_image(image, min_side, max_side)
+        seed = tf.stack([flip_bits, tf.zeros_like(flip_bits)])  # this image's draws
+        if jitter is None:
+            image, scale = resize_image(image, min_side, max_side)
+            canvas = None
+        else:
+            scale = resize_scale(tf.shape(image), min_side, max_side)
+            canvas = canvas_for(*resized_size(tf.shape(image), scale), min_side, max_side)
+            image, boxes, labels, scale = jitter_scale(image, boxes, labels, scale, canvas, jitter, seed)
         size = tf.shape(image)[:2]
         height, width = size[0], size[1]
-        boxes = clip(boxes * scale, height, width)
+        if jitter is None:
+            boxes = clip(boxes * scale, height, width)
+            canvas = canvas_for(height, width, min_side, max_side)
+        if strength:
+            image = photometric_jitter(image, strength, seed)
         if do_flip:
             flip_now = tf.equal(flip_bits % 2, 1)
             image = tf.cond(flip_now, lambda: tf.reverse(image, axis=[1]), lambda: image)
             flipped = flip_boxes(boxes, width)
             boxes = tf.where(flip_now, flipped, boxes)
         boxes = tf.where((labels >= 0)[:, None], boxes, 0.0)
-        canvas = canvas_for(height, width, min_side, max_side)
         image = pad_to_canvas(image, canvas)
         if single_canvas:
             image = tf.ensure_shape(image, [*canvas, 3])

@@ -26,7 +26,7 @@ stays at two images' worth whatever the scale.
 """
 import tensorflow as tf
 
-from frcnn_lib.datasets.pipeline import resized_size
+from frcnn_lib.datasets.pipeline import resize_scale, resized_size
 
 
 def _taps(in_size, out_size):
@@ -75,7 +75,8 @@ def resample(image, height, width):
 def resize_image(image, min_side, max_side):
     """``pipeline.resize_image`` with :func:`resample`: ``image (h, w, C)`` ->
     ``(resized (h', w', C) float32 in 0..255, scale () float32)``, the same size and scale
-    (``pipeline.resized_size``) and the same pixels within 1e-4 (see the module docstring)."""
+    (``pipeline.resize_scale``, ``pipeline.resized_size``) and the same pixels within 1e-4 (see the module docstring)."""
     shape = tf.shape(image)
-    scale, new_h, new_w = resized_size(shape[0], shape[1], min_side, max_side)
+    scale = resize_scale(shape, min_side, max_side)
+    new_h, new_w = resized_size(shape, scale)
     return tf.clip_by_value(resample(image, new_h, new_w), 0.0, 255.0), scale

@@ -116,15 +116,17 @@ def run_folder(out, strategy):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def training_input(strategy, data, model, batch_size, seed=0):
+def training_input(strategy, data, model, batch_size, seed=0, scale_jitter=None, photometric=0.0):
     """The training input for ``fit``: a plain ``tf.data.Dataset`` of global batches ``B``
     on one machine; across machines a distributed dataset in which worker ``i`` reads
-    records ``i::W`` in batches of ``b = B / replicas`` (``B`` must divide evenly)."""
+    records ``i::W`` in batches of ``b = B / replicas`` (``B`` must divide evenly).
+    ``scale_jitter``, ``photometric``: the pipeline's augmentation (``make_dataset``)."""
     from frcnn_lib.datasets.pipeline import make_dataset
 
     s = model.settings
     kwargs = dict(training=True, min_side=s["image_min_side"], max_side=s["image_max_side"],
-                  shuffle=True, flip=True, repeat=True,
+                  shuffle=True, flip=True, repeat=True, scale_jitter=scale_jitter,
+                  photometric=photometric,
                   max_boxes=data.max_boxes(use_difficult=False))  # one G for every shard
     workers = num_workers(strategy)
     if workers == 1:

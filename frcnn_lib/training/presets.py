@@ -8,10 +8,30 @@
 
 A preset is plain data (a dict); command-line options and ``FasterRCNN(**preset["model"])``
 override or consume it.  No global state.
+
+Any preset's ``train`` dict may also set the training controls of :data:`TRAIN_CONTROLS`
+(read by ``training/controls.py``); the presets below leave them at their defaults.
 """
 import copy
 
 from frcnn_lib.runtime.errors import FrcnnError
+
+# Training controls and their defaults (augmentation off, so a preset's numbers do not move).
+TRAIN_CONTROLS = {
+    # Keep OUT/best.keras, the model of the epoch with the highest val_mAP (None: whenever
+    # there is validation data).  Detectron2's hooks.BestCheckpointer does this; torchvision's
+    # detection references keep every epoch instead.
+    "keep_best": None,
+    # Stop after this many validations without a val_mAP gain (None: off); keras'
+    # EarlyStopping(monitor="val_mAP", mode="max", min_delta=0) counts the same way.
+    "early_stopping_patience": None,
+    # (low, high): each training image's size times a factor in [low, high], cropped to its
+    # canvas; torchvision's ScaleJitter + RandomCrop (large scale jitter uses (0.1, 2.0)).
+    "scale_jitter": None,
+    # Brightness / contrast / saturation / hue strength in 0..1; 0.5 gives torchvision's
+    # RandomPhotometricDistort ranges (SSD, Liu et al. 2016).
+    "photometric": 0.0,
+}
 
 PRESETS = {
     "shapes_cpu": {

@@ -4,6 +4,7 @@ A run folder (``out``) receives::
 
     config.json            the model config and training settings of the run
     history.csv            per-epoch losses (CSVLogger) and val_mAP
+    best.keras, best.json  the model with the highest val_mAP so far (controls.py)
     tensorboard/           TensorBoard logs (losses, val_mAP), if tensorboard is installed
     checkpoints/           last.keras + state.json, written atomically (see checkpoints.py)
     model.keras            the final model
@@ -14,12 +15,14 @@ history out.
 import json
 import math
 import os
+import sys
 import time
 
 import keras
 import numpy as np
 
 from frcnn_lib.training import checkpoints
+from frcnn_lib.training.controls import EarlyStopOnMetric, KeepBest, TrainingControls, metric_history
 from frcnn_lib.runtime import progress
 from frcnn_lib.runtime.errors import FrcnnError
 from frcnn_lib.evaluation import MeanAveragePrecision, evaluate_voc
@@ -53,15 +56,18 @@ def make_optimizer(train, steps_per_epoch):
     raise FrcnnError(f"optimizer={name!r}: expected 'adam' or 'sgd'")
 
 
-def training_dataset(data, model, batch_size, seed=0, skip_batches=0):
+def training_dataset(data, model, batch_size, seed=0, skip_batches=0, train=None):
     """The repeated, shuffled, flipped training ``tf.data.Dataset`` for ``model``'s image
-    sizes, from its ``skip_batches``-th batch on (the stream is the same for a seed)."""
+    sizes, from its ``skip_batches``-th batch on (the stream is the same for a seed), with
+    the scale jitter and photometric augmentation of the ``train`` settings (controls.py)."""
     from frcnn_lib.datasets.pipeline import make_dataset
 
     s = model.settings
+    controls = TrainingControls.from_train(train)
     return make_dataset(data, batch_size, training=True, min_side=s["image_min_side"],
                         max_side=s["image_max_side"], shuffle=True, flip=True, seed=seed, repeat=True,
-                        skip_batches=skip_batches)
+                        skip_batches=skip_batches, scale_jitter=controls.scale_jitter,
+                        photometric=controls.photometric)
 
 
 def resume_phases(resume_state, epochs, steps):
@@ -93,7 +99,9 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
     Args:
       model: a ``FasterRCNN``.  train_data / val_data: ``DetectionData``.
       out: the run folder.  epochs: the last epoch (``resume_state`` gives the first).
-      train: the preset's training settings (optimizer, learning rate, schedule).
+      train: the preset's training settings (optimizer, learning rate, schedule) and
+        controls (``presets.TRAIN_CONTROLS``: keep_best, early_stopping_patience,
+        scale_jitter, photometric; see ``controls.TrainingControls``).
       verbose: as ``keras.Model.fit``; 1 draws the live bar only on a terminal (see progress.py).
       checkpoint_every_steps / checkpoint_every_minutes: also checkpoint within epochs.
       resume_state: ``{"epoch", "step", "epoch_step"}`` of a checkpoint: training goes on
@@ -105,9 +113,19 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
         line there, which ``--resume`` reads); ``data`` / ``val_data`` given here replace the
         default summaries (name, image count, classes).
 
-    Returns the ``keras.callbacks.History``.  Raises FrcnnError if the loss becomes
-    non-finite (the last good checkpoint stays as it was).
+    With validation data, each epoch ends with val_mAP on it; ``keep_best`` then keeps the
+    best model in ``out/best.keras`` (a resumed run knows the best so far), and
+    ``early_stopping_patience`` ends the run after that many epochs without a gain.  Which
+    model to deploy: ``best.keras``.  ``model.keras`` is the last epoch's model -- after an
+    early stop, ``patience`` epochs past the best.
+
+    Returns the ``keras.callbacks.History``, with ``stop_reason``: None, or the line (also
+    printed on stderr) saying why early stopping ended the run.  Raises FrcnnError if the
+    loss becomes non-finite (the last good checkpoint stays as it was).
     """
+    controls = TrainingControls.from_train(train)
+    has_validation = val_data is not None and len(val_data) > 0
+    keep_best = controls.keeps_best(has_validation)       # FrcnnError if one lacks val data
     os.makedirs(out, exist_ok=True)
     steps = steps_per_epoch or max(1, math.ceil(len(train_data) / batch_size))
     # An uncompiled Keras 3 model has no ``optimizer`` attribute at all.
@@ -126,17 +144,29 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
         distribute.prepare_fit(model, strategy)
     stopper = checkpoints.StopOnNonFiniteLoss()
     callbacks = [stopper]
-    if val_data is not None and len(val_data):
+    if has_validation:
         callbacks.append(MeanAveragePrecision(val_data, class_names=train_data.class_names, name="val_mAP"))
+    # Order matters: val_mAP first, then the best model and the checkpoint of the epoch, and
+    # only then may early stopping set stop_training (AtomicCheckpoint skips once it is set).
+    if keep_best:
+        callbacks.append(KeepBest(out, resume=resume_state is not None))
+    callbacks.append(checkpoints.AtomicCheckpoint(os.path.join(out, "checkpoints"), steps,
+                                                  checkpoint_every_steps, checkpoint_every_minutes))
+    early_stop = None
+    if controls.early_stopping_patience is not None:
+        early_stop = EarlyStopOnMetric(controls.early_stopping_patience, "val_mAP",
+                                       metric_history(os.path.join(out, "history.csv"), "val_mAP",
+                                                      initial_epoch) if resume_state else ())
+        callbacks.append(early_stop)
     callbacks += [
-        checkpoints.AtomicCheckpoint(os.path.join(out, "checkpoints"), steps, checkpoint_every_steps,
-                                     checkpoint_every_minutes),
         keras.callbacks.CSVLogger(os.path.join(out, "history.csv"), append=resume_state is not None),
         *extra_callbacks,
     ]
     if _tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(out, "tensorboard"), write_graph=False))
-    config = {"model": model.get_config(), "train": train, "batch_size": batch_size, "epochs": epochs,
+    config = {"model": model.get_config(),
+              "train": None if train is None else {**train, **controls.settings()},
+              "batch_size": batch_size, "epochs": epochs,
               "data": data_summary(train_data), "val_data": data_summary(val_data), **(run_config or {})}
     write_text(os.path.join(out, "config.json"), json.dumps(config, indent=2, default=str))
     # "Epoch k/N" with N the run's last epoch, also in the short first phase of a resume.
@@ -148,10 +178,12 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
         for first, last, phase_steps, skip in phases:
             seed = int(model.settings["seed"])
             if strategy is None:
-                dataset = training_dataset(train_data, model, batch_size, seed=seed, skip_batches=skip)
+                dataset = training_dataset(train_data, model, batch_size, seed=seed, skip_batches=skip,
+                                           train=train)
             else:  # from an epoch end: a fresh stream, seeded by the epoch
                 dataset = distribute.training_input(strategy, train_data, model, batch_size,
-                                                    seed + first)
+                                                    seed + first, controls.scale_jitter,
+                                                    controls.photometric)
             part = model.fit(dataset, epochs=last, initial_epoch=first, steps_per_epoch=phase_steps,
                              callbacks=[*callbacks, progbar],
                              verbose=progress.fit_verbosity(verbose),  # no escape codes in pipes
@@ -162,7 +194,7 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
                 history.epoch += part.epoch
             else:
                 history = part
-            if stopper.failure:
+            if stopper.failure or model.stop_training:   # NaN, early stop or a callback's stop
                 break
     except FrcnnError as err:
         failure = f"{err} (found while training; earlier checkpoints are intact)"
@@ -177,6 +209,10 @@ def fit(model, train_data, out, epochs, batch_size, train=None, val_data=None, r
         raise FrcnnError(f"training stopped: {stopper.failure}; {kept}. Lower the learning rate "
                          f"or check the data for broken boxes.")
     checkpoints.atomic_write(os.path.join(out, "model.keras"), model.save)
+    if history is not None:
+        history.stop_reason = early_stop.reason if early_stop is not None else None
+    if early_stop is not None and early_stop.reason:
+        print(early_stop.reason, file=sys.stderr, flush=True)
     return history
 
 
