@@ -17,6 +17,7 @@ from frcnn_lib import FasterRCNN
 from frcnn_lib.datasets import pipeline
 from frcnn_lib.detect import map_back
 from frcnn_lib.export import contract, resize
+from frcnn_lib.export import read_labels
 from frcnn_lib.export import tflite as export_tflite
 from frcnn_lib.export.onnx import run_onnx
 from frcnn_lib.export.tflite import run_tflite
@@ -60,7 +61,7 @@ def saved_model(model, tmp_path_factory):
     model.export(str(path), verbose=False)
     loaded = tf.saved_model.load(str(path))
     signature = loaded.signatures["serving_default"]
-    labels = contract.read_labels(path)
+    labels = read_labels(path)
     return path, loaded, lambda image: contract.with_names(
         {k: v.numpy() for k, v in signature(input_tensor=tf.constant(image[None])).items()}, labels)
 
@@ -102,7 +103,7 @@ def assert_contract(outputs, image, want, d):
 def test_each_format_gives_the_detections_of_detect_and_carries_the_names(request, model, images, fmt):
     """One export per format (the conversion is the expensive part), every image through it."""
     path, _, run = request.getfixturevalue(fmt)
-    assert contract.read_labels(path) == {"class_names": list(model.class_names),
+    assert read_labels(path) == {"class_names": list(model.class_names),
                                           "category_ids": list(model.category_ids)}
     for name, image in images.items():
         want = model.detect(image)
@@ -159,12 +160,12 @@ def test_unreadable_labels_are_a_clear_error(tflite, tmp_path):
     broken = tmp_path / "broken.tflite"
     broken.write_bytes(export_tflite.with_metadata(blob, export_tflite.METADATA_NAME, b"not json"))
     with pytest.raises(FrcnnError, match=r"broken\.tflite metadata 'frcnn_labels'.*labels JSON"):
-        contract.read_labels(broken)
+        read_labels(broken)
     assert export_tflite.read_metadata(tflite[0], "no such entry") is None
     with pytest.raises(FrcnnError, match=r"model\.pt: expected a SavedModel folder, a \.tflite or a \.onnx"):
-        contract.read_labels(tmp_path / "model.pt")
+        read_labels(tmp_path / "model.pt")
     with pytest.raises(FrcnnError, match=r"no class names in this SavedModel"):
-        contract.read_labels(tmp_path)
+        read_labels(tmp_path)
 
 
 # --------------------------------------------------------------- the pieces, without a model

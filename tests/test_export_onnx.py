@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from frcnn_lib.export import contract
+from frcnn_lib.export import read_labels
 from frcnn_lib.export import onnx as export_onnx
 from frcnn_lib.export.onnx import run_onnx
 from frcnn_lib.runtime.errors import FrcnnError
@@ -40,7 +41,7 @@ def test_frcnn_export_onnx_from_the_command_line(tmp_path):
     assert code == 0, err[-2000:]
     assert "ONNX model written" in out and "tf2onnx" not in err
     path = tmp_path / "m.onnx"
-    assert contract.read_labels(path) == {"class_names": None, "category_ids": [1, 2]}
+    assert read_labels(path) == {"class_names": None, "category_ids": [1, 2]}
 
     import onnxruntime
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])

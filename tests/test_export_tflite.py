@@ -5,7 +5,7 @@ against ``detect`` on a trained model: test_export_contract.py.)"""
 import keras
 import numpy as np
 
-from frcnn_lib.export import contract
+from frcnn_lib.export import read_labels
 from frcnn_lib.export.tflite import interpreter, run_tflite
 from helpers.reliability import finish, start_frcnn
 from helpers.synthetic import make_batch, tiny_model
@@ -22,7 +22,7 @@ def test_frcnn_export_tflite_from_the_command_line(tmp_path):
     path = tmp_path / "m.tflite"
     assert "TFLite model written" in out and path.stat().st_size > 0
     assert not (tmp_path / "m.tflite.partial").exists()
-    assert contract.read_labels(path) == {"class_names": ["bolt", "nut"], "category_ids": [5, 9]}
+    assert read_labels(path) == {"class_names": ["bolt", "nut"], "category_ids": [5, 9]}
 
     details = interpreter(path).get_signature_runner("serving_default").get_input_details()
     assert details["input_tensor"]["dtype"] == np.uint8

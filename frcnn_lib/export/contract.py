@@ -38,7 +38,6 @@ label ``k``): a SavedModel asset ``assets/labels.json``, the TFLite flatbuffer's
 :func:`read_labels` reads them back from any of the three.
 """
 import json
-import os
 
 import numpy as np
 import tensorflow as tf
@@ -160,18 +159,3 @@ def with_names(outputs, labels):
         outputs["detection_names"] = np.array([name_of[int(c)] for c in outputs["detection_classes"][0, :n]],
                                               dtype=str)
     return outputs
-
-
-def read_labels(path):
-    """The labels inside an exported file: a SavedModel folder, a ``.tflite`` or a ``.onnx``
-    file.  Returns ``{"class_names": list or None, "category_ids": list}``."""
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        from frcnn_lib.export.savedmodel import read_labels as read
-    elif path.endswith(".tflite"):
-        from frcnn_lib.export.tflite import read_labels as read
-    elif path.endswith(".onnx"):
-        from frcnn_lib.export.onnx import read_labels as read
-    else:
-        raise FrcnnError(f"{path}: expected a SavedModel folder, a .tflite or a .onnx file")
-    return read(path)
