@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import pytest
 
-from helpers.reliability import TINY_SET, error_lines, finish, start_frcnn
+from helpers.reliability import TINY_SET, error_lines, finish, read_state, start_frcnn
 from test_cli import call, one_error_line
 from test_training_faults import WEIGHT_TOLERANCE
 
@@ -32,13 +32,6 @@ def args(out, *extra):
     return ["train", "--out", str(out), "--epochs", str(EPOCHS), "--train-images", str(IMAGES),
             "--batch-size", str(BATCH), "--checkpoint-every-steps", str(EVERY), "--quiet",
             *TINY_SET, *extra]
-
-
-def read_state(out):
-    try:
-        return json.loads((Path(out) / "checkpoints" / "state.json").read_text())
-    except (OSError, ValueError):
-        return None
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from frcnn_lib import cli
 from frcnn_lib.training import checkpoints
 from frcnn_lib.training import runs as training
 from frcnn_lib.runtime.errors import FrcnnError
-from helpers.reliability import TINY, copy_run, finish, start_frcnn, train_args, trained_run
+from helpers.reliability import TINY, copy_run, finish, read_state, start_frcnn, train_args, trained_run
 
 PACKAGE = Path(__file__).resolve().parents[1] / "frcnn_lib"
 
@@ -48,13 +48,6 @@ def call(argv):
         return cli.main([str(a) for a in argv])
     except SystemExit as stop:
         return stop.code
-
-
-def read_state(folder):
-    try:
-        return json.loads((Path(folder) / "checkpoints" / "state.json").read_text())
-    except (OSError, ValueError):
-        return None
 
 
 @pytest.fixture(scope="module")

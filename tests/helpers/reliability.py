@@ -10,11 +10,13 @@
 * ``trained_run``: one tiny run folder trained in-process by ``frcnn train``, shared by the
   test modules of a session (training it costs a graph trace, ~20 s on a busy CPU).
 """
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 TINY = {
     "rpn_channels": 16, "roi_head_units": 16, "rpn_pre_nms_top_n_train": 200,
@@ -30,6 +32,14 @@ TINY_SET = [arg for key, value in TINY.items() for arg in ("--set", f"{key}={val
 _TF_NOISE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s|"
                        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] |"
                        r"WARNING: All log messages before absl|To enable the following instructions:)")
+
+
+def read_state(out):
+    """``OUT/checkpoints/state.json`` of a run folder, or None while it is missing or half written."""
+    try:
+        return json.loads((Path(out) / "checkpoints" / "state.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def train_args(out, epochs=1, images=8, batch_size=4, *extra):
