@@ -13,7 +13,6 @@ between 19 and 31 can only come from the signal.
 import json
 import signal
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
