@@ -84,3 +84,10 @@ def test_bench_promotion_quick_prints_the_op_count_and_three_models():
 def test_course_noise_quick_trains_and_evaluates_twice():
     stdout, _ = _run_quick("course_noise.py")
     assert stdout.count("final loss") == 2 and "VOC2010+" in stdout
+
+
+def test_bench_training_controls_quick_trains_each_augmentation_and_evaluates():
+    # The augmented variants only (the baseline is the plain pipeline the other scripts run).
+    stdout, rows = _run_quick("bench_training_controls.py", "--variants", "jitter,photometric")
+    assert rows[-2:] == ["jitter", "photometric"], rows
+    assert "SUMMARY training controls: jitter mAP" in stdout and "photometric mAP" in stdout
