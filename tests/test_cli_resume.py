@@ -190,3 +190,24 @@ def test_settings_compare_as_values_so_integer_overrides_resume():
     assert _same_setting(16, 16.0) and _same_setting("roi_align", "roi_align")
     assert not _same_setting([32, 64], [32.0, 65.0]) and not _same_setting([32], [32, 64])
     assert not _same_setting(True, 1) and not _same_setting("1", 1) and not _same_setting(None, 0)
+
+
+def test_frcnn_train_keeps_the_best_and_stops_early(tmp_path, capsys, monkeypatch):
+    """Through the command line: with --val-data the best model is kept by default, and
+    --early-stopping 1 ends the run once val_mAP stops rising.  A learning rate of 1e-12 leaves
+    the float32 weights as they are, so val_mAP is the same after each epoch: the run stops
+    after epoch 2 of 3, and best.keras / best.json are epoch 1's."""
+    from frcnn_lib.datasets import shapes
+    monkeypatch.setitem(shapes.DEFAULT_NUM_IMAGES, "val", 2)
+    out = tmp_path / "run"
+    code = call(["train", "--out", out, "--epochs", "3", "--train-images", "4", "--batch-size", "4",
+                 "--val-data", "shapes:val", "--quiet", *TINY_SET, "--early-stopping", "1",
+                 "--learning-rate", "1e-12"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-3000:]
+    assert "stopped after epoch 2" in captured.err
+    best = json.loads((out / "best.json").read_text())
+    assert best["epoch"] == 1 and best["step"] == 1
+    assert (out / "best.keras").is_file() and (out / "model.keras").is_file()
+    rows = (out / "history.csv").read_text().strip().splitlines()
+    assert len(rows) == 3 and "val_mAP" in rows[0]           # header + epochs 1 and 2
