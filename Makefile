@@ -38,8 +38,8 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/frcnn demo --out runs/demo
 
-# The unit tests (two xdist workers) and the notebooks (nbval, fast mode, in order in one
-# process) run side by side: neither keeps both cores busy alone. The notebooks' report follows.
+# The unit tests (two xdist workers) and the notebooks (nbval, fast mode, one process, in order)
+# run side by side; the notebooks' report follows the unit tests'.
 test: $(STAMP)
 	@FRCNN_FAST=1 $(BIN)/python -m pytest --nbval-lax notebooks -q -p no:randomly \
 		> $(VENV)/notebooks.log 2>&1 & nb=$$!; \
