@@ -111,7 +111,7 @@ def recorded(tmp_path_factory):
 
 
 @pytest.mark.parametrize("option, value, shown", [
-    ("--epochs", "5", "epochs 1"), ("--batch-size", "2", "batch_size 4"),
+    ("--learning-rate", "0.5", "learning_rate 0.001"), ("--batch-size", "2", "batch_size 4"),
     ("--data", "shapes:val", "data shapes"), ("--val-data", "shapes:val", "val_data null"),
     ("--preset", "voc_vgg16", "preset shapes_cpu"), ("--train-images", "9", "train_images 8"),
     ("--set", "rpn_channels=32", "rpn_channels=16")])
@@ -211,3 +211,17 @@ def test_frcnn_train_keeps_the_best_and_stops_early(tmp_path, capsys, monkeypatc
     assert (out / "best.keras").is_file() and (out / "model.keras").is_file()
     rows = (out / "history.csv").read_text().strip().splitlines()
     assert len(rows) == 3 and "val_mAP" in rows[0]           # header + epochs 1 and 2
+    # Fewer epochs than the run records contradict it; more extend it (next test).
+    one_error_line(capsys, call(["train", "--out", out, "--resume", "--epochs", "2"]),
+                   "--epochs 2 contradicts", "(epochs 3)")
+
+
+def test_more_epochs_on_resume_extend_the_run(recorded, tmp_path, capsys):
+    """``--resume --epochs N`` with N above the recorded epochs trains on to N (torchvision's
+    reference scripts extend a run the same way) and records N for the next resume."""
+    from helpers.reliability import copy_run
+    run = copy_run(recorded, tmp_path / "run")
+    assert call(["train", "--out", run, "--resume", "--epochs", "2", "--quiet"]) == 0
+    assert "extending the run from 1 to 2 epochs" in capsys.readouterr().err
+    assert read_state(run) == {"epoch": 2, "step": 4, "epoch_step": 0}
+    assert json.loads((run / "config.json").read_text())["command"]["epochs"] == 2

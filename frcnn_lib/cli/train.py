@@ -23,7 +23,8 @@ def add_parser(subparsers):
                    "the error names the files to put there)")
     t.add_argument("--out", required=True, help="run folder to write (created if missing; "
                    "removed again if the command fails while it is still empty)")
-    t.add_argument("--epochs", type=positive(int), help="number of epochs (default: the preset's)")
+    t.add_argument("--epochs", type=positive(int), help="number of epochs (default: the preset's; "
+                   "with --resume, more than the run recorded extend it)")
     t.add_argument("--batch-size", type=positive(int), help="images per step (default: the preset's)")
     t.add_argument("--learning-rate", type=positive(float), help="initial learning rate (default: the preset's)")
     t.add_argument("--train-images", type=positive(int), help="shapes only: number of generated training images")
@@ -201,6 +202,10 @@ def _recorded_run(args, overrides, path):
             given = given.strip()
         if given is None:
             setattr(args, dest, before)
+        elif dest == "epochs" and isinstance(before, int) and given > before:
+            # More epochs extend the run (as torchvision's reference scripts do): the
+            # checkpoint's optimizer, schedule included, goes on where it stopped.
+            args.extended_from = before
         elif given != before and not may_change:
             raise FrcnnError(f"{option} {shown(given)} contradicts {path} ({dest} {shown(before)}); "
                              f"a resumed run keeps its settings (drop {option}, or start a new --out)")
@@ -256,7 +261,9 @@ def _train_in_scope(args, preset, train, overrides, data, val, spec, out, run_ou
                              f"was trained in {precision_of(model)}; a resumed run keeps its "
                              f"precision (drop --precision or start a new --out)")
         into = f", {state['epoch_step']} steps into epoch {state['epoch'] + 1}" if state["epoch_step"] else ""
-        print(f"resuming from epoch {state['epoch']} (step {state['step']}{into})")
+        extended = getattr(args, "extended_from", None)
+        extending = f"; extending the run from {extended} to {args.epochs} epochs" if extended else ""
+        print(f"resuming from epoch {state['epoch']} (step {state['step']}{into}){extending}")
     else:
         import keras
         # Seeded weight initialisation: a run is repeatable for a seed (and a resumed run can
