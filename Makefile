@@ -17,7 +17,7 @@ OLDEST_TESTS   := tests/test_boxes.py tests/test_nms.py tests/test_roi.py tests/
                   tests/test_startup.py
 export PYTHONHASHSEED ?= 0
 # The test targets hide TensorFlow's info lines; `frcnn` (make demo) hides its native log itself.
-test unit notebooks oldest bench browser: export TF_CPP_MIN_LOG_LEVEL ?= 2
+unit notebooks oldest bench browser: export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 # $(call require_python,INTERPRETER,VERSIONS,WHAT,HINT): stop with one line unless it is one of VERSIONS.
 python_version = $(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
@@ -38,17 +38,10 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/frcnn demo --out runs/demo
 
-# The unit tests (two xdist workers) and the notebooks (nbval, fast mode, one process, in order)
-# run side by side; the notebooks' report follows the unit tests'.
-test: $(STAMP)
-	@FRCNN_FAST=1 $(BIN)/python -m pytest --nbval-lax notebooks -q -p no:randomly \
-		> $(VENV)/notebooks.log 2>&1 & nb=$$!; \
-	$(BIN)/python -m pytest tests -q -n 2 --dist worksteal --durations=15; unit=$$?; \
-	wait $$nb; notebooks=$$?; echo "== notebooks: pytest --nbval-lax notebooks (fast mode)"; \
-	tail -n 40 $(VENV)/notebooks.log; exit $$(( unit || notebooks ))
+test: unit notebooks
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests -q -n 2 --dist worksteal --durations=10
+	$(BIN)/python -m pytest tests -q -n 2 --dist worksteal --durations=15
 
 notebooks: $(STAMP)
 	FRCNN_FAST=1 $(BIN)/python -m pytest --nbval-lax notebooks -q -p no:randomly
