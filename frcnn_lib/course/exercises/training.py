@@ -22,6 +22,7 @@ LEARNING_RATE = 0.01
 CHECK_SETTINGS = dict(loss_rpn_objectness_weight=0.5, loss_rpn_box_weight=2.0,
                       loss_rcnn_class_weight=1.5, loss_rcnn_box_weight=0.75, weight_decay=0.01)
 BIAS_SCALE = 0.5   # the copies' biases: normal(0, BIAS_SCALE), seeded
+BIAS_SEEDS = (0, 1, 2)  # a second and third start where the first is not reproducible
 
 
 def train_step(model, images, targets):
@@ -116,16 +117,33 @@ def check_train_step(fn, model, images, targets):
                  rpn_post_nms_top_n_train=anchors,
                  roi_batch_size=anchors + int(targets["boxes"].shape[1]),  # fg <= 25 %: all fit
                  roi_head_dropout=0.0)  # and no dropout: both steps see the same network
-    model = copy_of(model, **every, **CHECK_SETTINGS)
-    _random_biases(model)
-    start = model.get_weights()
-    ours = copy_of(model)
-    got_loss = call(title, case, fn, ours, images, targets)
-    theirs = copy_of(model)
-    logs = theirs.train_step((images, targets))
-    got_w, want_w = ours.get_weights(), theirs.get_weights()
-    moved = _max_difference(want_w, start)
-    error = _relative(got_w, want_w, start)
+    base = copy_of(model, **every, **CHECK_SETTINGS)
+    for seed in BIAS_SEEDS:
+        model = copy_of(base)
+        _random_biases(model, seed)
+        start = model.get_weights()
+        ours = copy_of(model)
+        got_loss = call(title, case, fn, ours, images, targets)
+        theirs = copy_of(model)
+        logs = theirs.train_step((images, targets))
+        got_w, want_w = ours.get_weights(), theirs.get_weights()
+        moved = _max_difference(want_w, start)
+        error = _relative(got_w, want_w, start)
+        if error <= TOLERANCE:
+            break
+        # A second right step, written out by hand.  Where it and the library disagree, the
+        # forward pass of this state sits on a knife edge (a proposal's IoU at a threshold,
+        # a near-tie that a differently ordered sum flips), and no update can be judged from
+        # it: take the next biases.  Where they agree, the learner's update is what differs.
+        again = copy_of(model)
+        _step(again, images, targets)
+        if _relative(again.get_weights(), want_w, start) <= TOLERANCE:
+            break
+    else:
+        # Never seen on the test machines; say so rather than blame the learner.
+        fail(title, case, "the library's own step is not reproducible on this machine for "
+             f"{len(BIAS_SEEDS)} starting points (oneDNN/XLA run-to-run noise), so the update "
+             "cannot be judged here; run the check again")
     if error > TOLERANCE:
         if _max_difference(got_w, start) == 0.0:
             hint = ("no weight changed: apply the gradients with "
