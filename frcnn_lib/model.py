@@ -48,7 +48,10 @@ DEFAULTS = dict(
     rpn_positive_fraction=0.5, rpn_allowed_border=0.0, rpn_nms_iou=0.7, rpn_min_size=16.0,
     rpn_pre_nms_top_n_train=12000, rpn_post_nms_top_n_train=2000,
     rpn_pre_nms_top_n_test=6000, rpn_post_nms_top_n_test=300, rpn_smooth_l1_sigma=3.0,
-    roi_pooling="roi_pool", roi_pool_size=7, roi_batch_size=128, roi_foreground_fraction=0.25,
+    # roi_sampling_ratio: RoIAlign's bilinear samples per bin and axis (2 as in Mask R-CNN;
+    # 1 samples the output grid directly: a quarter of the gathers).
+    roi_pooling="roi_pool", roi_pool_size=7, roi_sampling_ratio=2, roi_batch_size=128,
+    roi_foreground_fraction=0.25,
     roi_foreground_iou=0.5, roi_background_iou_low=0.1, roi_background_iou_high=0.5,
     roi_box_weights=(10.0, 10.0, 5.0, 5.0), roi_head_units=4096, roi_head_dropout=0.5,
     detections_score_threshold=0.05, detections_nms_iou=0.3, detections_max=100,
@@ -95,6 +98,9 @@ class FasterRCNN(keras.Model):
         s = self.settings
         if s["roi_pooling"] not in ("roi_pool", "roi_align"):
             raise FrcnnError(f"roi_pooling={s['roi_pooling']!r}: expected 'roi_pool' or 'roi_align'")
+        if not (isinstance(s["roi_sampling_ratio"], int) and s["roi_sampling_ratio"] >= 1):
+            raise FrcnnError(f"roi_sampling_ratio={s['roi_sampling_ratio']!r}: expected an integer >= 1 "
+                             f"(RoIAlign's samples per bin and axis)")
         if not float(s["detections_soft_nms_sigma"]) >= 0:
             raise FrcnnError(f"detections_soft_nms_sigma={s['detections_soft_nms_sigma']!r}: "
                              f"expected >= 0 (0 = off)")
@@ -225,10 +231,12 @@ class FasterRCNN(keras.Model):
         flat, index = roi.flatten_rois(rois)
         if self.settings["roi_pooling"] == "roi_align" and self.parts.roi_grid is not None:
             return roi.roi_align(features, flat, index, self.stride, self.roi_output_size,
-                                 grid=self.parts.roi_grid)
-        pool_fn = roi.roi_align if self.settings["roi_pooling"] == "roi_align" else roi.roi_pool
-        return pool_fn(features, flat, index, self.stride, self.roi_output_size,
-                       method="gather" if portable else "crop_and_resize")
+                                 self.settings["roi_sampling_ratio"], grid=self.parts.roi_grid)
+        method = "gather" if portable else "crop_and_resize"
+        if self.settings["roi_pooling"] == "roi_align":
+            return roi.roi_align(features, flat, index, self.stride, self.roi_output_size,
+                                 self.settings["roi_sampling_ratio"], method=method)
+        return roi.roi_pool(features, flat, index, self.stride, self.roi_output_size, method=method)
 
     def _head(self, features, rois, training, portable):
         """``rois (B, R, 4)`` -> ``logits (B, R, K)``, ``deltas (B, R, K, 4)``."""

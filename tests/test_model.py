@@ -29,6 +29,8 @@ OVERFIT_STEPS = 150  # measured: 100 steps already pass for seeds 0-5
     (dict(num_classes=2, backbone="small", foo=1, detection_max=5), "detection_max"),
     (dict(num_classes=2, backbone="vgg19"), "vgg19"),
     (dict(num_classes=2, backbone="small", roi_pooling="roi_warp"), "roi_warp"),
+    (dict(num_classes=2, backbone="small", roi_sampling_ratio=0), "roi_sampling_ratio"),
+    (dict(num_classes=2, backbone="small", roi_sampling_ratio=1.5), "roi_sampling_ratio"),
     (dict(num_classes=0, backbone="small"), "num_classes"),
     (dict(num_classes=-3, backbone="small"), "num_classes"),
 ])
@@ -48,7 +50,7 @@ def _non_default_arguments(weights_path):
         rpn_positive_fraction=0.4, rpn_allowed_border=4.0, rpn_nms_iou=0.65, rpn_min_size=1.0,
         rpn_pre_nms_top_n_train=500, rpn_post_nms_top_n_train=100,
         rpn_pre_nms_top_n_test=400, rpn_post_nms_top_n_test=50, rpn_smooth_l1_sigma=2.0,
-        roi_pooling="roi_align", roi_pool_size=5, roi_batch_size=64, roi_foreground_fraction=0.3,
+        roi_pooling="roi_align", roi_pool_size=5, roi_sampling_ratio=3, roi_batch_size=64, roi_foreground_fraction=0.3,
         roi_foreground_iou=0.55, roi_background_iou_low=0.0, roi_background_iou_high=0.45,
         roi_box_weights=(8.0, 8.0, 4.0, 4.0), roi_head_units=48, roi_head_dropout=0.1,
         detections_score_threshold=0.1, detections_nms_iou=0.4, detections_max=20,
@@ -270,3 +272,19 @@ def test_export_serves_images_without_detections(tmp_path):
     np.testing.assert_array_equal(served["num_detections"], np.zeros(len(images)))
     assert (served["labels"] == -1).all() and (served["scores"] == 0).all()
     assert served["boxes"].shape == (len(images), model.settings["detections_max"], 4)
+
+
+@pytest.mark.parametrize("portable", [False, True])
+def test_roi_sampling_ratio_reaches_roi_align(portable):
+    # The setting is RoIAlign's samples per bin and axis, on both of the model's pooling paths.
+    from frcnn_lib import roi
+    model = FasterRCNN(2, backbone="small", roi_pooling="roi_align", roi_sampling_ratio=1,
+                       roi_pool_size=3, image_min_side=64, image_max_side=64)
+    features = tf.constant(np.random.default_rng(0).normal(size=(1, 8, 8, 4)), tf.float32)
+    rois = tf.constant([[[3.0, 5.0, 41.0, 30.0], [10.0, 0.0, 64.0, 64.0]]])
+    pooled = model._pool(features, rois, portable).numpy()
+    flat, index = roi.flatten_rois(rois)
+    one = roi.roi_align(features, flat, index, model.stride, 3, sampling_ratio=1).numpy()
+    two = roi.roi_align(features, flat, index, model.stride, 3, sampling_ratio=2).numpy()
+    np.testing.assert_allclose(pooled, one, atol=1e-5)
+    assert np.abs(pooled - two).max() > 1e-3
