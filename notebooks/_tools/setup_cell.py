@@ -37,7 +37,10 @@ def install_course_library(repo=COURSE_REPO, ref=COURSE_REF, run=subprocess.run)
 if "google.colab" in sys.modules:
     install_course_library()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # before TensorFlow is imported: no C++ log lines
-FAST = os.environ.get("FRCNN_FAST", "0") == "1"   # CI's fast mode: less data, fewer steps'''
+# Fast mode: set True for a quick run (less data, fewer training steps: minutes instead of up to half
+# an hour on a CPU, but weaker models and smaller samples; each notebook's first cell gives both times).
+FAST = False
+FAST = FAST or os.environ.get("FRCNN_FAST", "0") == "1"   # FRCNN_FAST=1 turns it on too (CI, make test)'''
 
 NOTEBOOKS = Path(__file__).resolve().parents[1]
 
