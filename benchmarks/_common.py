@@ -66,6 +66,18 @@ def configs(quick=False):
     return out
 
 
+def parse_setting(item):
+    """``"key=value"`` -> ``(key, value)``, the value read as a Python literal where it is one."""
+    import ast
+    key, sep, value = item.partition("=")
+    if not sep:
+        raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
 def build_model(cfg):
     from frcnn_lib import FasterRCNN
     tf.keras.utils.set_random_seed(0)

@@ -7,7 +7,7 @@ Stages (inputs precomputed by one eager pass of the model's own methods):
 * ``rpn_head``     3x3 conv + two 1x1 convs, reshaped            (B, N), (B, N, 4)
 * ``anchors``      generate_anchors for the feature map          (N, 4)
 * ``proposals``    top-k + decode + clip + NMS + gather          (B, P, 4)
-* ``roi_pool``     crop_and_resize + 2x2 max pool                (B*P, S, S, C)
+* ``roi features`` the model's RoI pooling (roi_pool or roi_align)  (B*P, S, S, C)
 * ``roi_head``     fc6, fc7 (+ biases, ReLU)                     (B*P, units)
 * ``predictor``    cls_score, bbox_pred                          (B*P, K), (B*P, K, 4)
 * ``postprocess``  decode per class + class-wise NMS             (B, D, ...)
@@ -77,7 +77,7 @@ def stage_functions(model, images):
         "rpn_head": (tf.function(model.rpn_head.call, autograph=False), (features,)),
         "anchors": (tf.function(model._anchors, autograph=False), (features,)),
         "proposals": (tf.function(proposals_fn, autograph=False), (logits, deltas, anchors, image_sizes)),
-        "roi_pool": (tf.function(pool, autograph=False), (features, proposals)),
+        "roi features": (tf.function(pool, autograph=False), (features, proposals)),
         "roi_head": (tf.function(roi_head, autograph=False), (pooled,)),
         "predictor": (tf.function(model.predictor.call, autograph=False), (hidden,)),
         "postprocess": (tf.function(postprocess, autograph=False), head_inputs),
@@ -130,8 +130,14 @@ def main():
     parser.add_argument("--training", action="store_true",
                         help="instead: pieces of a training step (batch 1) against the training floor")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 3 repeats (smoke run)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a model setting, e.g. --set roi_pooling=roi_pool (repeatable)")
     args = parser.parse_args()
     cfg = C.configs(args.quick)[args.config]
+    overrides = dict(C.parse_setting(item) for item in args.set)
+    cfg = dict(cfg, kwargs={**cfg["kwargs"], **overrides})
+    if overrides:
+        print("settings overridden:", ", ".join(f"{k}={v!r}" for k, v in overrides.items()))
     repeats = 3 if args.quick else args.repeats
     print(C.machine_info())
     if args.training:

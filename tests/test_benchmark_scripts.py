@@ -8,7 +8,7 @@ import sys
 from helpers.reliability import subprocess_env
 
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
-STAGES = ("backbone", "rpn_head", "anchors", "proposals", "roi_pool", "roi_head", "predictor",
+STAGES = ("backbone", "rpn_head", "anchors", "proposals", "roi features", "roi_head", "predictor",
           "postprocess", "postprocess (all pass)", "sum of stages", "model (tf.function)", "floor")
 
 
@@ -24,8 +24,10 @@ def _run_quick(script, *args):
 
 
 def test_profile_stages_quick_prints_every_stage():
-    _, rows = _run_quick("profile_stages.py", "--config", "small")
+    stdout, rows = _run_quick("profile_stages.py", "--config", "small", "--set", "roi_pooling=roi_pool",
+                              "--set", "roi_sampling_ratio=3")
     assert set(STAGES) <= set(rows), rows
+    assert "settings overridden: roi_pooling='roi_pool', roi_sampling_ratio=3" in stdout
 
 
 def test_bench_optimizer_quick_prints_both_optimizers_and_the_ratio():
