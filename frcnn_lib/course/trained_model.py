@@ -128,7 +128,7 @@ def _cache_dir(cache_dir: str | Path | None) -> Path:
     return Path(config.keras_home())
 
 
-def download_course_model(cache_dir: str | Path | None = None, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
+def download_course_model(cache_dir: str | Path | None = None, timeout: float | None = None) -> Path:
     """The pinned course model in Keras' cache: downloaded once, checked by sha256.
 
     Returns the cached file's path; a file already cached with the pinned sha256 is returned
@@ -136,9 +136,11 @@ def download_course_model(cache_dir: str | Path | None = None, timeout: float = 
     timeout, sha256 mismatch) otherwise; a file whose sha256 does not match is deleted.
     cache_dir: Keras' cache folder (default `~/.keras` or `$KERAS_HOME`); the file goes to its
     `frcnn_course/` subfolder.
+    timeout: seconds without an answer before giving up (default `DOWNLOAD_TIMEOUT_S`).
     """
     import keras
 
+    timeout = DOWNLOAD_TIMEOUT_S if timeout is None else timeout
     record = course_model_record()
     url, sha = record.get("url"), record.get("sha256")
     if not url:
@@ -158,8 +160,11 @@ def download_course_model(cache_dir: str | Path | None = None, timeout: float = 
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
         raise DownloadUnavailable(f"cannot reach {url} ({reason})") from None
+    folder.mkdir(parents=True, exist_ok=True)   # get_file falls back to /tmp for a missing folder
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)       # for get_file's connection: a stalled read fails too
+    chatty = keras.config.is_interactive_logging_enabled()
+    keras.config.disable_interactive_logging()   # no progress bar: course_model prints one line
     try:
         path = keras.utils.get_file(target.name, origin=url, file_hash=sha, hash_algorithm="sha256",
                                     cache_dir=str(folder.parent), cache_subdir=CACHE_SUBDIR)
@@ -171,6 +176,8 @@ def download_course_model(cache_dir: str | Path | None = None, timeout: float = 
         raise DownloadUnavailable(text) from None
     finally:
         socket.setdefaulttimeout(previous)
+        if chatty:
+            keras.config.enable_interactive_logging()
     path = Path(path)
     if sha256_of(path) != sha:               # get_file checked it; never load an unchecked file
         path.unlink(missing_ok=True)

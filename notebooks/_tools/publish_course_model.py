@@ -38,8 +38,10 @@ def _setup_cell():
     return module
 
 
-def pin(model: Path, repo: str, ref: str, record: Path = RECORD) -> dict:
-    """Write the record of `model` as the asset `ASSET` of release `ref` of `repo`; return it."""
+def pin(model: Path, repo: str, ref: str, record: Path | None = None) -> dict:
+    """Write the record of `model` as the asset `ASSET` of release `ref` of `repo` to `record`
+    (default `RECORD`); return it."""
+    record = RECORD if record is None else record
     digest = hashlib.sha256()
     with open(model, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
