@@ -80,7 +80,7 @@ binder:
 	HOME=$(BINDER_DIR)/home bash binder/postBuild
 	grep -q 'default_url = "/lab/tree/notebooks"' $(BINDER_DIR)/home/.jupyter/jupyter_server_config.py
 	cd notebooks && HOME=$(BINDER_DIR)/home FRCNN_FAST=1 \
-	  $(BINDER_DIR)/venv/bin/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=900 \
+	  $(BINDER_DIR)/venv/bin/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=300 \
 	  --output-dir $(BINDER_DIR)/out 06_proposals_and_nms.ipynb
 	@echo "binder: 06_proposals_and_nms.ipynb ran in $(BINDER_DIR)/venv"
 
