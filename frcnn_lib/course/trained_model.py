@@ -122,10 +122,10 @@ class DownloadUnavailable(Exception):
 
 
 def _cache_dir(cache_dir: str | Path | None) -> Path:
+    """`cache_dir`, else Keras' cache folder: `$KERAS_HOME`, else `~/.keras` (as get_file's)."""
     if cache_dir is not None:
         return Path(cache_dir)
-    from keras.src.backend import config   # Keras' own cache folder, as get_file resolves it
-    return Path(config.keras_home())
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
 
 
 def download_course_model(cache_dir: str | Path | None = None, timeout: float | None = None) -> Path:
