@@ -24,7 +24,7 @@ python_version = $(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:
 require_python = $(if $(filter $(2),$(call python_version,$(1))),,$(error $(3) needs Python \
 	$(subst $() $(),/,$(2)); '$(1)' is $(or $(call python_version,$(1)),not found): $(4)))
 
-.PHONY: setup demo test unit notebooks oldest course browser lab bench clean
+.PHONY: setup demo test unit notebooks oldest binder course browser lab bench clean
 
 setup: $(STAMP)
 
@@ -43,8 +43,16 @@ test: unit notebooks
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests -q -n 2 --dist worksteal --durations=15
 
+# The notebooks in fast mode: those that use the course's trained model (06, 08, 10, 11, 12) run
+# as on Colab (notebooks/_tools/colab_layout.py: alone in a folder outside the checkout, frcnn_lib
+# from a wheel, the model downloaded from 127.0.0.1), after the others ran in the checkout
+# (make lab's layout), where 09 writes the fast-mode model that the download serves.
+COLAB_NOTEBOOKS := $(addprefix notebooks/,06_proposals_and_nms.ipynb 08_rcnn_head_and_targets.ipynb \
+                   10_inference_and_map.ipynb 11_use_frcnn_lib_in_your_project.ipynb 12_where_next.ipynb)
 notebooks: $(STAMP)
-	FRCNN_FAST=1 $(BIN)/python -m pytest --nbval-lax notebooks -q -p no:randomly
+	FRCNN_FAST=1 $(BIN)/python -m pytest --nbval-lax -q -p no:randomly \
+	  $(filter-out $(COLAB_NOTEBOOKS),$(wildcard notebooks/[0-9][0-9]_*.ipynb))
+	$(BIN)/python notebooks/_tools/colab_layout.py --model runs/course/model_fast.keras $(COLAB_NOTEBOOKS)
 
 # The oldest allowed TensorFlow/Keras/numpy (constraints-oldest.txt) on a test subset.
 oldest: $(OLDEST_STAMP)
@@ -57,6 +65,24 @@ $(OLDEST_STAMP): pyproject.toml constraints-oldest.txt
 	$(OLDEST_VENV)/bin/python -m pip install -q -c constraints-oldest.txt -e . "pytest>=8" "pytest-xdist>=3" "hypothesis>=6.100"
 	$(OLDEST_VENV)/bin/python -m pip check
 	rm -f $(OLDEST_VENV)/.installed-* && touch $@
+
+# Binder's launch path without docker: the environment repo2docker builds from binder/ (a fresh
+# venv with runtime.txt's Python, `pip install -r binder/requirements.txt` from the repository
+# root, postBuild with its own HOME), then one notebook executed in it, in fast mode, from a clean
+# notebooks folder (no runs/). Minutes: it installs TensorFlow. .ci/run calls it after make oldest.
+BINDER_DIR    ?= /tmp/frcnn-binder
+BINDER_PYTHON ?= python$(shell sed 's/^python-//' binder/runtime.txt)
+binder:
+	rm -rf $(BINDER_DIR) && mkdir -p $(BINDER_DIR)/home $(BINDER_DIR)/out
+	$(BINDER_PYTHON) -m venv $(BINDER_DIR)/venv
+	$(BINDER_DIR)/venv/bin/python -m pip install -q --upgrade pip
+	$(BINDER_DIR)/venv/bin/python -m pip install -q -r binder/requirements.txt
+	HOME=$(BINDER_DIR)/home bash binder/postBuild
+	grep -q 'default_url = "/lab/tree/notebooks"' $(BINDER_DIR)/home/.jupyter/jupyter_server_config.py
+	cd notebooks && HOME=$(BINDER_DIR)/home FRCNN_FAST=1 \
+	  $(BINDER_DIR)/venv/bin/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=300 \
+	  --output-dir $(BINDER_DIR)/out 06_proposals_and_nms.ipynb
+	@echo "binder: 06_proposals_and_nms.ipynb ran in $(BINDER_DIR)/venv"
 
 # Full mode, in place, outputs cleaned for committing (notebooks/_tools/run_course.py); hours on a CPU.
 course: $(STAMP)

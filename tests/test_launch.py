@@ -94,3 +94,18 @@ def test_setup_cell_installs_the_local_checkout_at_a_commit(tmp_path, capsys):
     import frcnn_lib
     assert capsys.readouterr().out.strip() == (
         f"installed frcnn_lib {frcnn_lib.__version__} from file://{ROOT}@{head.stdout.strip()}")
+
+
+def _load_tool(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "notebooks" / "_tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_colab_layout_refuses_a_folder_inside_the_checkout():
+    # The layout itself (wheel on PYTHONPATH, its pinned record, no runs/) is checked by the
+    # script on every `make notebooks`, which runs 06, 08, 10, 11 and 12 in it.
+    colab = _load_tool("colab_layout")
+    with pytest.raises(SystemExit, match="outside the checkout"):
+        colab.prepare(ROOT / "notebooks" / "_scratch" / "colab", [])

@@ -7,8 +7,14 @@ first code cell of every `notebooks/NN_*.ipynb`:
     python notebooks/_tools/setup_cell.py          # after changing COURSE_REPO / COURSE_REF here
     python notebooks/_tools/setup_cell.py --check  # exit 1 if a notebook's cell differs (a test runs this)
 
-To publish a new version of the course: tag the commit (`git tag v0.2.0`), set COURSE_REF to the
-tag, run this script, commit. The cell installs the library only (no JupyterLab or ipywidgets:
+To publish a new version of the course: set COURSE_REF to the new tag and run this script; train
+the course model (`make course`, full mode) and pin it with
+`python notebooks/_tools/publish_course_model.py --dry-run` (writes
+frcnn_lib/course/course_model.json: the release asset's URL under COURSE_REF and its sha256);
+commit; tag the commit (`git tag v0.2.0`) and push the tag; create the release
+(`gh release create v0.2.0`) and upload the model to it
+(`python notebooks/_tools/publish_course_model.py`, which runs `gh release upload`). Notebooks
+06, 08, 10, 11 and 12 download that asset on Colab and Binder (docs/course.md). The cell installs the library only (no JupyterLab or ipywidgets:
 Colab brings its own Jupyter and widgets), pinned to COURSE_REF, and prints what it installed.
 """
 
