@@ -68,20 +68,21 @@ $(OLDEST_STAMP): pyproject.toml constraints-oldest.txt
 
 # Binder's launch path without docker: the environment repo2docker builds from binder/ (a fresh
 # venv with runtime.txt's Python, `pip install -r binder/requirements.txt` from the repository
-# root, postBuild with its own HOME), then one notebook executed in it, in fast mode, from a clean
-# notebooks folder (no runs/). Minutes: it installs TensorFlow. .ci/run calls it after make oldest.
+# root, postBuild with its own HOME), then one notebook executed in it, in fast mode, from the
+# checkout's notebooks folder, as Binder opens it, with nbval as make notebooks runs them.
+# Minutes: it installs TensorFlow. .ci/run calls it after make oldest.
 BINDER_DIR    ?= /tmp/frcnn-binder
 BINDER_PYTHON ?= python$(shell sed 's/^python-//' binder/runtime.txt)
 binder:
-	rm -rf $(BINDER_DIR) && mkdir -p $(BINDER_DIR)/home $(BINDER_DIR)/out
+	rm -rf $(BINDER_DIR) && mkdir -p $(BINDER_DIR)/home
 	$(BINDER_PYTHON) -m venv $(BINDER_DIR)/venv
 	$(BINDER_DIR)/venv/bin/python -m pip install -q --upgrade pip
 	$(BINDER_DIR)/venv/bin/python -m pip install -q -r binder/requirements.txt
 	HOME=$(BINDER_DIR)/home bash binder/postBuild
 	grep -q 'default_url = "/lab/tree/notebooks"' $(BINDER_DIR)/home/.jupyter/jupyter_server_config.py
-	cd notebooks && HOME=$(BINDER_DIR)/home FRCNN_FAST=1 \
-	  $(BINDER_DIR)/venv/bin/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=300 \
-	  --output-dir $(BINDER_DIR)/out 06_proposals_and_nms.ipynb
+	$(BINDER_DIR)/venv/bin/python -m pip install -q -c constraints.txt pytest nbval   # the test harness only
+	cd notebooks && HOME=$(BINDER_DIR)/home FRCNN_FAST=1 $(BINDER_DIR)/venv/bin/python -m pytest \
+	  --nbval-lax --nbval-current-env --nbval-cell-timeout=300 -q -p no:cacheprovider 06_proposals_and_nms.ipynb
 	@echo "binder: 06_proposals_and_nms.ipynb ran in $(BINDER_DIR)/venv"
 
 # Full mode, in place, outputs cleaned for committing (notebooks/_tools/run_course.py); hours on a CPU.
