@@ -4,17 +4,11 @@ in test_export_contract.py, which checks the command line, the file's input and 
 metadata_props with and without class names, and ``detect``'s detections."""
 import importlib.util
 
-import keras
-import numpy as np
 import pytest
 
-from frcnn_lib.export import contract
-from frcnn_lib.export import read_labels
 from frcnn_lib.export import onnx as export_onnx
-from frcnn_lib.export.onnx import run_onnx
 from frcnn_lib.runtime.errors import FrcnnError
-from helpers.reliability import finish, start_frcnn
-from helpers.synthetic import make_batch, tiny_model
+from helpers.synthetic import tiny_model
 
 
 @pytest.mark.parametrize("package", ["tf2onnx", "onnx"])
