@@ -92,7 +92,7 @@ def test_resume_of_a_pretrained_backbone_keeps_frozen_set_and_optimizer_state(tm
 
     The weights are a VGG-16 backbone file (``backbone_weights=PATH``), which implies the
     frozen conv1-conv2 as ImageNet's do, through the same ``freeze`` call from the settings,
-    and keeps the RoI head small: half the cost of ResNet-50 here.  That ResNet-50's stem,
+    and keeps the RoI head small: 30-45 % less time than ResNet-50 here.  That ResNet-50's stem,
     res2 and BatchNorm survive ``.keras`` loading (the path ``--resume`` takes) is the test
     above."""
     from frcnn_lib import cli
