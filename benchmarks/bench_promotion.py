@@ -48,11 +48,12 @@ def train_step_op_count(model, images, targets):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--quick", action="store_true", help="3 rounds (a smoke run)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: batch 2, 1 warm-up round and 2 timed rounds")
     args = parser.parse_args()
-    repeats = 3 if args.quick else args.repeats
+    repeats, warmup, batch = (2, 1, 2) if args.quick else (args.repeats, 2, 4)
     settings = {**get_preset("shapes_cpu")["model"], "roi_pooling": "roi_align"}
-    images, targets = batch_data(4, (160, 160))
+    images, targets = batch_data(batch, (160, 160))
     keras.utils.set_random_seed(0)
     models = {"library": FasterRCNN(5, **settings)}
     graph_parts = {k: v for k, v in reference_answers.PROMOTABLE.items() if k != "nms"}
@@ -67,7 +68,7 @@ def main():
           f"{train_step_op_count(models['library'], images, targets)}")
     fns = {name: (lambda m=m: m.train_on_batch(images, targets, return_dict=True))
            for name, m in models.items()}
-    times = interleaved(fns, repeats, warmup=2)
+    times = interleaved(fns, repeats, warmup=warmup)
     base = median(times["library"])
     rows = [[name, f"{1000 * median(times[name]):.0f}", f"{median(times[name]) / base:.2f}"]
             for name in models]

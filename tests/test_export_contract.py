@@ -5,7 +5,8 @@ The model is the tiny detector test_model and test_detect train (shared once per
 given class names and category ids of its own (7 and 3, so that ``detection_classes`` is
 seen to hold ids, not labels).  The images are made at odd sizes (101 x 300, 333 x 127,
 480 x 640) from the training images, so that the model finds its red and green boxes in
-them, plus one (200 x 150) in which it finds nothing.  Each format is exported once.
+them, plus one (200 x 150) in which it finds nothing.  Each format is exported once
+(ONNX by ``frcnn export``, whose own checks are here too).
 """
 import warnings
 
@@ -19,10 +20,12 @@ from frcnn_lib.detect import map_back
 from frcnn_lib.export import contract, resize
 from frcnn_lib.export import read_labels
 from frcnn_lib.export import tflite as export_tflite
+from frcnn_lib.export import onnx as export_onnx
 from frcnn_lib.export.onnx import run_onnx
 from frcnn_lib.export.tflite import run_tflite
 from frcnn_lib.runtime.errors import FrcnnError
-from helpers.synthetic import shared_overfit
+from helpers.reliability import finish, start_frcnn
+from helpers.synthetic import shared_overfit, tiny_model
 
 NAMES, IDS = ["red", "green"], [7, 3]
 FORMATS = ("saved_model", "tflite", "onnx")
@@ -74,9 +77,21 @@ def tflite(model, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def onnx(model, tmp_path_factory):
-    path = tmp_path_factory.mktemp("export") / "model.onnx"
-    assert model.export(str(path), format="onnx") == path.stat().st_size
+def onnx_cli(model, tmp_path_factory):
+    """The one ONNX conversion of this suite, made by ``frcnn export --format onnx`` from the
+    model saved as ``.keras``: ``(path, returncode, stdout, stderr)``."""
+    folder = tmp_path_factory.mktemp("export")
+    model.save(str(folder / "m.keras"))
+    path = folder / "model.onnx"
+    code, out, err = finish(start_frcnn(["export", "--model", folder / "m.keras", "--format", "onnx",
+                                         "--out", path]), timeout=300)
+    return path, code, out, err
+
+
+@pytest.fixture(scope="module")
+def onnx(onnx_cli):
+    path, code, _, err = onnx_cli
+    assert code == 0, err[-2000:]
     return path, None, lambda image: run_onnx(path, image)
 
 
@@ -127,6 +142,30 @@ def test_the_saved_model_has_serving_default_and_the_padded_serve(saved_model, m
     want = model(batch)
     np.testing.assert_array_equal(served["num_detections"].numpy(), want["num_detections"].numpy())
     np.testing.assert_allclose(served["boxes"].numpy(), want["boxes"].numpy(), atol=1e-2)
+
+
+def test_frcnn_export_onnx_from_the_command_line(onnx_cli, images, tmp_path):
+    """The command line wrote the file that the contract test above runs (one conversion for
+    both); here what is particular to ONNX: its input and outputs, and the labels of a model
+    without class names (labels 1..K), written by the same metadata step onto a copy."""
+    path, code, out, err = onnx_cli
+    assert code == 0, err[-2000:]
+    assert "ONNX model written" in out and "tf2onnx" not in err
+
+    import onnxruntime
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (tensor,) = session.get_inputs()
+    assert (tensor.name, tensor.type, tensor.shape[0], tensor.shape[3]) == ("input_tensor", "tensor(uint8)", 1, 3)
+    assert sorted(o.name for o in session.get_outputs()) == sorted(contract.OUTPUTS)
+
+    unnamed = tmp_path / "unnamed.onnx"
+    unnamed.write_bytes(path.read_bytes())
+    export_onnx._add_labels(str(unnamed), tiny_model())               # no class names
+    assert read_labels(unnamed) == {"class_names": None, "category_ids": [1, 2]}
+    got = run_onnx(unnamed, images["480x640"])
+    assert "detection_names" not in got and int(got["num_detections"][0]) > 0
+    # (The classes in the graph are the named model's ids; that a model without ids exports
+    # its labels 1..K is contract.detection_class_ids, checked at the end of this file.)
 
 
 def test_tflite_runs_on_litert_without_a_deprecation_warning(tflite, images):

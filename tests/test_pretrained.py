@@ -6,9 +6,6 @@ ImageNet weights cannot be downloaded here: ``helpers.fake_imagenet`` builds the
 ``keras.applications`` graphs with random values in their place.
 """
 import json
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -18,7 +15,7 @@ from frcnn_lib import FasterRCNN
 from frcnn_lib.backbones import frozen_stages_for
 from frcnn_lib.runtime.errors import FrcnnError
 from helpers import fake_imagenet
-from helpers.reliability import subprocess_env
+from helpers.reliability import run_frcnn
 from helpers.synthetic import make_batch
 
 SMALL = dict(rpn_channels=16, rpn_batch_size=32, rpn_pre_nms_top_n_train=200,
@@ -88,33 +85,37 @@ def test_resnet50_frozen_batchnorm_and_stem_survive_save_load(imagenet, tmp_path
         np.testing.assert_array_equal(np.array(a), np.array(b))
 
 
-def _fake_imagenet_frcnn(args, timeout=600):
-    script = os.path.join(os.path.dirname(__file__), "helpers", "fake_imagenet.py")
-    env = subprocess_env()
-    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(__file__), env.get("PYTHONPATH", "")])
-    done = subprocess.run([sys.executable, script, *map(str, args)], env=env, text=True,
-                          capture_output=True, timeout=timeout)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
+def test_resume_of_a_pretrained_backbone_keeps_frozen_set_and_optimizer_state(tmp_path):
+    """``frcnn train`` from pretrained weights, then a real ``frcnn train --resume`` process:
+    before the fix the frozen set was lost on loading and the optimizer's state did not fit
+    any more.  The first run is in this process (``cli.main``), the resume a fresh one.
 
-
-def test_resume_of_a_pretrained_resnet50_keeps_frozen_set_and_optimizer_state(imagenet, tmp_path):
-    """``frcnn train`` from (fake) ImageNet weights, then a real ``frcnn train --resume``
-    process: before the fix the frozen set was lost on loading and the optimizer's state did
-    not fit any more.  The first run is in this process (``cli.main``), the resume a fresh one."""
+    The weights are a VGG-16 backbone file (``backbone_weights=PATH``), which implies the
+    frozen conv1-conv2 as ImageNet's do, through the same ``freeze`` call from the settings,
+    and keeps the RoI head small: 30-45 % less time than ResNet-50 here.  That ResNet-50's stem,
+    res2 and BatchNorm survive ``.keras`` loading (the path ``--resume`` takes) is the test
+    above."""
     from frcnn_lib import cli
+    from frcnn_lib.backbones import build_backbone
 
-    sets = [a for k, v in {**SMALL, "backbone": "resnet50", "backbone_weights": "imagenet",
+    keras.utils.set_random_seed(0)
+    weights = str(tmp_path / "vgg16_backbone.weights.h5")
+    build_backbone("vgg16")[0].save_weights(weights)
+    sets = [a for k, v in {**SMALL, "backbone": "vgg16", "backbone_weights": weights,
                            "roi_pooling": "roi_align", "roi_head_units": 64}.items()
             for a in ("--set", f"{k}={json.dumps(list(v) if isinstance(v, tuple) else v)}")]
-    common = ["train", "--out", tmp_path, "--train-images", 4, "--batch-size", 2, "--quiet",
+    out = tmp_path / "run"
+    common = ["train", "--out", out, "--train-images", 4, "--batch-size", 2, "--quiet",
               "--learning-rate", 1e-3, *sets]
     assert cli.main([str(a) for a in common + ["--epochs", 1]]) == 0
-    first = keras.models.load_model(str(tmp_path / "checkpoints" / "last.keras"))
+    first = keras.models.load_model(str(out / "checkpoints" / "last.keras"))
     # --resume replays the recorded command (the --set overrides included); --epochs 2 extends it.
-    done = _fake_imagenet_frcnn(["train", "--out", tmp_path, "--quiet", "--resume", "--epochs", 2])
-    assert "resuming from epoch 1" in done.stderr      # a log line: stderr (results: stdout)
-    second = keras.models.load_model(str(tmp_path / "model.keras"))
-    assert _frozen(second) == _frozen(first) and len(_frozen(first)) > 100
+    code, _, err = run_frcnn(["train", "--out", out, "--quiet", "--resume", "--epochs", 2], timeout=600)
+    assert code == 0, err[-3000:]
+    assert "resuming from epoch 1" in err      # a log line: stderr (results: stdout)
+    second = keras.models.load_model(str(out / "model.keras"))
+    # conv1_1..conv2_2: 4 layers, kernel and bias each (Ren et al. 2015, sec. 4).
+    assert _frozen(second) == _frozen(first) and len(_frozen(first)) == 8
+    assert all("block1_" in p or "block2_" in p for p in _frozen(first))
     assert len(second.optimizer.variables) == len(first.optimizer.variables)
     assert int(second.optimizer.iterations) == 2 * int(first.optimizer.iterations) == 4

@@ -1,11 +1,8 @@
 """Stand-ins for ImageNet weights, which cannot be downloaded here: the same
 ``keras.applications`` graphs, built with seeded random values when ``weights="imagenet"``.
 
-``install()`` patches ``keras.applications.VGG16`` and ``ResNet50`` in this process; run as a
-script, ``python fake_imagenet.py ARGS`` patches them and then runs ``frcnn ARGS``.
+``install()`` patches ``keras.applications.VGG16`` and ``ResNet50`` in this process.
 """
-import sys
-
 import keras
 
 _REAL = {}
@@ -27,8 +24,3 @@ def uninstall():
     for name, real in _REAL.items():
         setattr(keras.applications, name, real)
 
-
-if __name__ == "__main__":
-    install()
-    from frcnn_lib.cli import main
-    sys.exit(main(sys.argv[1:]))
