@@ -15,7 +15,9 @@ three alike; the table gives the median over rounds.
 * import: wall time of ``python -c "import frcnn_lib.cli.predict, frcnn_lib.model"``, what
   every command imports before it works (the library and Keras on top of TensorFlow).
 
-Each row also gives the process's peak memory (``ru_maxrss`` from ``wait4``).  The model is
+Each row also gives the process's CPU time (user + system, all threads; for serve up to the
+first answer), the steadier number on a shared machine, where another process's load
+stretches wall times but not the work a start-up does, and its peak memory (``ru_maxrss``).  The model is
 the ``shapes_cpu`` preset (small backbone, 160 px canvas, 5 classes) with random weights
 (``detections_score_threshold=0``, so NMS keeps its maximum work), saved to a temporary
 folder, unless ``--model`` names a ``.keras`` file; start-up does not depend on the weights.
@@ -88,10 +90,17 @@ class Run:
         with open(log, "w") as out:
             self.process = subprocess.Popen(command, cwd=ROOT, env=_env(), stdout=out,
                                             stderr=subprocess.STDOUT, start_new_session=True)
-        self.seconds = None
+        self.seconds = self.cpu = None
+
+    def cpu_now(self):
+        """User + system CPU seconds of the running process so far (Linux /proc)."""
+        with open(f"/proc/{self.process.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def finish(self, timeout):
-        """Wait for the exit (killing it after ``timeout`` s): ``(seconds, peak RSS MB)``."""
+        """Wait for the exit (killing it after ``timeout`` s): ``(seconds, CPU seconds, peak
+        RSS MB)``; ``seconds`` and ``cpu`` stay as set if set before (serve: first answer)."""
         deadline = time.monotonic() + timeout
         while True:
             pid, status, usage = os.wait4(self.process.pid, os.WNOHANG)
@@ -105,7 +114,9 @@ class Run:
         self.process.returncode = os.waitstatus_to_exitcode(status)
         if self.seconds is None:
             self.seconds = time.perf_counter() - self.start
-        return self.seconds, usage.ru_maxrss / 1024
+        if self.cpu is None:
+            self.cpu = usage.ru_utime + usage.ru_stime
+        return self.seconds, self.cpu, usage.ru_maxrss / 1024
 
     def check(self, expect=(0,)):
         if self.process.returncode not in expect:
@@ -139,7 +150,7 @@ def _first_answer(run, port, image, timeout):
             response = connection.getresponse()
             answer = response.read()
             if response.status == 200:
-                return time.perf_counter() - run.start
+                return time.perf_counter() - run.start, run.cpu_now()
             if response.status != 503:
                 raise SystemExit(f"frcnn serve answered {response.status}: {answer[:500]!r}")
         except (ConnectionError, OSError):
@@ -151,7 +162,7 @@ def _first_answer(run, port, image, timeout):
 
 
 def one_round(model, image, folder, together, timeout=300):
-    """``{row: (seconds, peak RSS MB)}`` of one run of each process."""
+    """``{row: (seconds, CPU seconds, peak RSS MB)}`` of one run of each process."""
     port = _free_port()
     commands = {
         ROWS[0]: [sys.executable, "-c", "import tensorflow"],
@@ -163,9 +174,8 @@ def one_round(model, image, folder, together, timeout=300):
     out = {}
 
     def serve_finish(run):
-        seconds = _first_answer(run, port, image, timeout)
+        run.seconds, run.cpu = _first_answer(run, port, image, timeout)
         os.killpg(run.process.pid, signal.SIGINT)
-        run.seconds = seconds
         result = run.finish(60)
         run.check((0, 130, -signal.SIGINT))
         return result
@@ -207,21 +217,23 @@ def main():
     model_name = args.model or "shapes_cpu preset, untrained"
     print(f"model: {model_name}; {args.rounds} round(s){' (quick: together, timings mean nothing)' if args.quick else ''}")
     floor = statistics.median(r[ROWS[0]][0] for r in rounds)
-    print(f"\n| {'process':40s} | {'median s':>8s} | {'runs s':>20s} | {'/ floor':>7s} | "
-          f"{'- floor s':>9s} | {'peak RSS MB':>11s} |")
-    print(f"|{'-' * 42}|{'-' * 10}|{'-' * 22}|{'-' * 9}|{'-' * 11}|{'-' * 13}|")
+    floor_cpu = statistics.median(r[ROWS[0]][1] for r in rounds)
+    print(f"\n| {'process':40s} | {'median s':>8s} | {'runs s':>16s} | {'/ floor':>7s} | "
+          f"{'- floor s':>9s} | {'CPU s':>6s} | {'CPU - floor':>11s} | {'peak RSS MB':>11s} |")
+    print("|" + "|".join("-" * (n + 2) for n in (40, 8, 16, 7, 9, 6, 11, 11)) + "|")
+    medians = {}
     for row in ROWS:
         times = [r[row][0] for r in rounds]
-        median = statistics.median(times)
-        rss = max(r[row][1] for r in rounds)
+        median, cpu = statistics.median(times), statistics.median(r[row][1] for r in rounds)
+        medians[row] = median, cpu
+        rss = max(r[row][2] for r in rounds)
         runs = " ".join(f"{t:.1f}" for t in times)
-        print(f"| {row:40s} | {median:8.2f} | {runs:>20s} | {median / floor:7.2f} | "
-              f"{median - floor:+9.2f} | {rss:11.0f} |")
-    predict = statistics.median(r[ROWS[2]][0] for r in rounds)
-    serve = statistics.median(r[ROWS[3]][0] for r in rounds)
-    print(f"SUMMARY predict = floor {predict - floor:+.2f} s ({predict / floor:.2f}x; goal <= +2 s), "
-          f"serve first answer {serve:.2f} s ({serve / floor:.2f}x floor; goal <= 10 s)")
-
+        print(f"| {row:40s} | {median:8.2f} | {runs:>16s} | {median / floor:7.2f} | "
+              f"{median - floor:+9.2f} | {cpu:6.2f} | {cpu - floor_cpu:+11.2f} | {rss:11.0f} |")
+    (predict, predict_cpu), (serve, serve_cpu) = medians[ROWS[2]], medians[ROWS[3]]
+    print(f"SUMMARY predict = floor {predict - floor:+.2f} s ({predict / floor:.2f}x; goal <= +2 s; "
+          f"CPU {predict_cpu - floor_cpu:+.2f} s), serve first answer {serve:.2f} s "
+          f"({serve / floor:.2f}x floor, floor {serve - floor:+.2f} s; goal <= 10 s)")
 
 if __name__ == "__main__":
     main()
