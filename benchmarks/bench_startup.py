@@ -171,32 +171,26 @@ def one_round(model, image, folder, together, timeout=300):
                           "--quiet"],
         ROWS[3]: FRCNN + ["serve", "--model", model, "--port", str(port), "--quiet"],
     }
-    out = {}
 
-    def serve_finish(run):
+    def finish(row, run):
+        if row != ROWS[3]:
+            result = run.finish(timeout)
+            run.check()
+            return result
         run.seconds, run.cpu = _first_answer(run, port, image, timeout)
         os.killpg(run.process.pid, signal.SIGINT)
         result = run.finish(60)
         run.check((0, 130, -signal.SIGINT))
         return result
 
-    if together:
-        runs = {row: Run(command, os.path.join(folder, f"{i}.log")) for i, (row, command) in
-                enumerate(commands.items())}
-        for row, run in runs.items():
-            if row == ROWS[3]:
-                out[row] = serve_finish(run)
-            else:
-                out[row] = run.finish(timeout)
-                run.check()
-        return out
+    runs, out = {}, {}
     for i, (row, command) in enumerate(commands.items()):
-        run = Run(command, os.path.join(folder, f"{i}.log"))
-        if row == ROWS[3]:
-            out[row] = serve_finish(run)
-        else:
-            out[row] = run.finish(timeout)
-            run.check()
+        runs[row] = Run(command, os.path.join(folder, f"{i}.log"))
+        if not together:            # one after the other: each alone on the machine
+            out[row] = finish(row, runs[row])
+    for row, run in runs.items():
+        if row not in out:
+            out[row] = finish(row, run)
     return out
 
 
@@ -215,7 +209,8 @@ def main():
         image = _image(folder)
         rounds = [one_round(model, image, folder, together=args.quick) for _ in range(args.rounds)]
     model_name = args.model or "shapes_cpu preset, untrained"
-    print(f"model: {model_name}; {args.rounds} round(s){' (quick: together, timings mean nothing)' if args.quick else ''}")
+    note = " (quick: started together, timings mean nothing)" if args.quick else ""
+    print(f"model: {model_name}; {args.rounds} round(s){note}")
     floor = statistics.median(r[ROWS[0]][0] for r in rounds)
     floor_cpu = statistics.median(r[ROWS[0]][1] for r in rounds)
     print(f"\n| {'process':40s} | {'median s':>8s} | {'runs s':>16s} | {'/ floor':>7s} | "
