@@ -3,27 +3,29 @@ first answer, against the floor ``python -c "import tensorflow"`` timed in the s
 
 Each measurement is a fresh process, as a user starts it: ``frcnn`` means the console script
 (``_frcnn_console.main``, which defers TensorFlow until a command needs it), run from this
-checkout.  Per round, the three run one after the other (floor, predict, serve), and rounds
-repeat (``--rounds``), so a burst of load from another process on a shared machine hits all
-three alike; the table gives the median over rounds.
+checkout.  Per round, the four processes below run one after the other, and rounds repeat
+(``--rounds``), so a burst of load from another process on a shared machine hits all four
+alike; the table gives the median over rounds (and each run).
 
-* floor: wall time of ``python -c "import tensorflow"``;
-* predict: wall time of ``frcnn predict --model M IMAGE --out D --quiet`` (one 240 x 320 JPEG);
+* floor: wall time of ``python -c "import tensorflow"`` (in TF 2.21 this imports Keras too);
+* import: ``python -c "import frcnn_lib.cli.predict, frcnn_lib.model"``, what every command
+  imports before it works;
+* predict: ``frcnn predict --model M IMAGE --out D --quiet`` (one 240 x 320 JPEG);
 * serve: from starting ``frcnn serve --model M --port P --quiet`` to the first 200 answer of
   ``POST /v1/detect`` (the client retries every 50 ms while the port is closed; a request the
-  server accepts waits for its answer);
-* import: wall time of ``python -c "import frcnn_lib.cli.predict, frcnn_lib.model"``, what
-  every command imports before it works (the library and Keras on top of TensorFlow).
+  server accepts waits for its answer).
 
-Each row also gives the process's CPU time (user + system, all threads; for serve up to the
-first answer), the steadier number on a shared machine, where another process's load
-stretches wall times but not the work a start-up does, and its peak memory (``ru_maxrss``).  The model is
-the ``shapes_cpu`` preset (small backbone, 160 px canvas, 5 classes) with random weights
-(``detections_score_threshold=0``, so NMS keeps its maximum work), saved to a temporary
-folder, unless ``--model`` names a ``.keras`` file; start-up does not depend on the weights.
+Each row gives wall seconds, their ratio and difference to the floor, the process's CPU time
+(user + system, all threads; for serve up to the first answer) and its difference to the
+floor's -- the steadier number on a shared machine, where another process's load stretches
+wall times but not the work a start-up does -- and its peak memory (``ru_maxrss``).  The
+model is the ``shapes_cpu`` preset (small backbone, 160 px canvas, 5 classes) with random
+weights (``detections_score_threshold=0``, so NMS keeps its maximum work), saved to a
+temporary folder, unless ``--model`` names a ``.keras`` file; start-up does not depend on
+the weights.
 
-``--quick`` (one round, the three processes started together): checks that the script and the
-commands work and prints the whole table; its timings mean nothing.
+``--quick`` (one round, the four processes started together): checks that the script and
+the commands work and prints the whole table; its timings mean nothing.
 """
 import argparse
 import io
