@@ -53,7 +53,16 @@ def detect_images(model, images, batch_size=4, score_threshold=None):
             for row, p in enumerate(chunk):
                 batch[row, :p[3].shape[0], :p[3].shape[1]] = p[3]
             sizes = np.array([p[3].shape[:2] for p in chunk], np.int32)
-            out = {k: v.numpy() for k, v in serve(tf.constant(batch), tf.constant(sizes)).items()}
+            try:
+                out = serve(tf.constant(batch), tf.constant(sizes))
+            except tf.errors.OperatorNotAllowedInGraphError:
+                # Python control flow on tensors (a promoted learner part, a custom
+                # backbone): trace again with AutoGraph, which converts it.
+                if getattr(model, "_frcnn_detect_fn", (None, None, True))[2]:
+                    raise
+                serve = _serving_function(model, autograph=True)
+                out = serve(tf.constant(batch), tf.constant(sizes))
+            out = {k: v.numpy() for k, v in out.items()}
             for row, (index, rgb, scale, _, _) in enumerate(chunk):
                 n = int(out["num_detections"][row])
                 results[index] = map_back(out["boxes"][row, :n], out["scores"][row, :n],
@@ -91,7 +100,8 @@ def has_area(boxes):
 
 
 @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8),
-                              tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.float32)])
+                              tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.float32)],
+             autograph=False)  # graph code already (tf.cond): converting it cost ~1 s
 def _resize_graph(image, min_side, max_side):
     return resize_image(image, min_side, max_side)
 
@@ -104,15 +114,22 @@ def _resize(rgb, min_side, max_side):
     return resized.numpy(), float(scale)
 
 
-def _serving_function(model):
-    """One ``tf.function`` per model (and ``jit_compile`` value), traced once per canvas shape."""
+def _serving_function(model, autograph=False):
+    """One ``tf.function`` per model (and ``jit_compile`` value), traced once per canvas shape.
+
+    Traced without AutoGraph unless ``autograph``: the model's graph code uses TensorFlow's
+    own control flow, and converting its ~50 functions cost about 3 s of the first call (most of
+    ``frcnn predict`` on one image beyond the imports).  The graph is the same either way;
+    ``detect_images`` switches AutoGraph on for a model whose tracing needs it.
+    Cached as ``model._frcnn_detect_fn = (jit, fn, autograph)``.
+    """
     # XLA when Keras would use it for this model (``jit_compile``: True on a GPU or TPU).
     # A promoted part that runs on the host (frcnn_lib.course.promotion) rules XLA out.
     jit = bool(model.jit_compile) and not model.parts.host_parts
     cached = getattr(model, "_frcnn_detect_fn", None)
-    if cached is None or cached[0] != jit:
-        @tf.function(reduce_retracing=True, jit_compile=jit)
+    if cached is None or cached[0] != jit or (autograph and not cached[2]):
+        @tf.function(reduce_retracing=True, jit_compile=jit, autograph=autograph)
         def fn(images, image_sizes):
             return model.detect_padded(images, image_sizes, portable=jit)
-        cached = model._frcnn_detect_fn = (jit, fn)
+        cached = model._frcnn_detect_fn = (jit, fn, autograph)
     return cached[1]

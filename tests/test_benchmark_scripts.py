@@ -93,3 +93,17 @@ def test_bench_training_controls_quick_trains_each_augmentation_and_evaluates():
     stdout, rows = _run_quick("bench_training_controls.py", "--variants", "jitter,photometric")
     assert rows[-2:] == ["jitter", "photometric"], rows
     assert "SUMMARY training controls: jitter mAP" in stdout and "photometric mAP" in stdout
+
+
+def test_bench_startup_quick_times_the_floor_predict_and_serve():
+    # Real processes: import tensorflow, a command's imports, frcnn predict, frcnn serve up to
+    # its first 200 answer (started together in --quick: the structure, not the speed).
+    stdout, rows = _run_quick("bench_startup.py")
+    assert rows[1:] == ["floor: import tensorflow", "import frcnn_lib (a command's imports)",
+                        "frcnn predict (1 image)", "frcnn serve (to first 200)"], rows
+    for line in stdout.splitlines():
+        if line.startswith("| ") and not line.startswith("| process"):
+            cells = [c.strip() for c in line.split("|")[2:-1]]
+            seconds, ratio, cpu, rss = float(cells[0]), float(cells[2]), float(cells[4]), float(cells[6])
+            assert seconds > 0 and ratio > 0 and cpu > 0 and rss > 100, line
+    assert "SUMMARY predict = floor" in stdout and "serve first answer" in stdout

@@ -543,8 +543,9 @@ def test_serve_without_the_extra_names_it(tmp_path, monkeypatch, capsys):
     _one_error(capsys, _call(["serve", "--model", model_file]), "fastapi", "frcnn_lib[serve]")
 
 
-def test_serve_command_loads_the_model_and_hands_uvicorn_a_warm_app(model, images, tmp_path,
-                                                                    monkeypatch, capsys):
+def test_serve_command_loads_the_model_and_hands_uvicorn_an_app_that_answers(model, images,
+                                                                             tmp_path, monkeypatch,
+                                                                             capsys):
     import uvicorn
 
     path = tmp_path / "tiny.keras"
@@ -553,7 +554,7 @@ def test_serve_command_loads_the_model_and_hands_uvicorn_a_warm_app(model, image
 
     def run(app, **kwargs):                     # instead of serving forever
         seen.update(kwargs)
-        with TestClient(app) as client:         # the lifespan: warm-up, worker
+        with TestClient(app) as client:         # the lifespan: worker (warm-up in the background)
             seen["answer"] = _post(client, "base.png", encode(images["base.png"])).json()
             seen["health"] = client.get("/healthz").json()
     monkeypatch.setattr(uvicorn, "run", run)

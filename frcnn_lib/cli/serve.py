@@ -24,6 +24,11 @@ def add_parser(subparsers):
     v.add_argument("--max-wait-ms", type=float, default=0.0,
                    help="how long a short batch waits for more requests, in ms (default 0: "
                    "group only what is already queued)")
+    v.add_argument("--warm-first", action="store_true",
+                   help="trace the model for every canvas shape before the port opens (slower start; "
+                   "no request ever waits for a trace). Default: the port opens once the model is "
+                   "loaded and the canvases are traced while no request waits; /healthz says "
+                   "\"warming\" until done, then \"ok\"")
     v.add_argument("--quiet", action="store_true", help="no access log")
     return v
 
@@ -44,4 +49,5 @@ def run(args, session):
     settings = ServeSettings(max_upload_mb=args.max_upload_mb, max_megapixels=args.max_megapixels,
                              queue_size=args.queue_size, max_batch=args.max_batch,
                              max_wait_ms=args.max_wait_ms)
-    serve(args.model, args.host, args.port, settings, access_log=not args.quiet, announce=session.result)
+    serve(args.model, args.host, args.port, settings, access_log=not args.quiet, announce=session.result,
+          warm_first=args.warm_first)

@@ -11,10 +11,10 @@ Modules, one job each:
 
 See docs/serve.md.
 """
-from frcnn_lib.serve.app import ServeSettings, create_app, warm_up
+from frcnn_lib.serve.app import ServeSettings, create_app, warm_up, warm_up_steps
 from frcnn_lib.serve.batcher import Batcher, Busy
 from frcnn_lib.serve.images import BadImage, decode_image
 from frcnn_lib.serve.server import serve
 
 __all__ = ["BadImage", "Batcher", "Busy", "ServeSettings", "create_app", "decode_image",
-           "serve", "warm_up"]
+           "serve", "warm_up", "warm_up_steps"]

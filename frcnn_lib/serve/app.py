@@ -5,7 +5,7 @@ Routes::
     GET  /                  the web page (upload or drop images, boxes drawn on a canvas)
     POST /v1/detect         one image (multipart field ``file``)     -> Detections
     POST /v1/detect/batch   several images (multipart field ``files``) -> {"results": [...]}
-    GET  /healthz           liveness, model summary, queue state
+    GET  /healthz           liveness ("warming" or "ok"), model summary, queue state
     GET  /openapi.json      the OpenAPI description (FastAPI)
     GET  /docs              an offline page listing the API from /openapi.json
 
@@ -128,16 +128,26 @@ class BodyLimit:
 
 
 # ---------------------------------------------------------------------- model side
-def warm_up(model, max_batch):
-    """Trace the detection graph before the first request: calls on two canvas shapes
-    (landscape and portrait), with one image and (if batching) two, so that ``reduce_retracing``
-    relaxes the trace to any canvas and batch size and no later request retraces (under XLA
-    each new canvas still compiles once; canvases are a bounded set, see ``canvas_for``)."""
+def warm_up_steps(model, max_batch):
+    """The warm-up as a list of calls, in order: ``detect`` on two canvas shapes (landscape
+    and portrait), with one image and (if batching) two, so that ``reduce_retracing`` relaxes
+    the trace to any canvas and batch size and no later request retraces (under XLA each new
+    canvas still compiles once; canvases are a bounded set, see ``canvas_for``).  The first
+    call, one image on the landscape canvas, is the one a first single upload most likely
+    needs."""
     low, high = model.settings["image_min_side"], model.settings["image_max_side"]
+    steps = []
     for shape in sorted({(low, high), (high, low)}):
         dummy = np.zeros(shape + (3,), np.uint8)
         for n in ((1, 2) if max_batch > 1 else (1,)):
-            model.detect([dummy] * n, batch_size=max_batch)
+            steps.append(lambda images=[dummy] * n: model.detect(images, batch_size=max_batch))
+    return steps
+
+
+def warm_up(model, max_batch):
+    """Run every :func:`warm_up_steps` call now."""
+    for step in warm_up_steps(model, max_batch):
+        step()
 
 
 def _class_table(model):
@@ -175,20 +185,31 @@ def _page(name):
 def create_app(model, settings=None, warm=True):
     """A FastAPI app serving ``model`` (a built :class:`~frcnn_lib.FasterRCNN`).
 
-    The batching worker starts (after the warm-up, if ``warm``) when the app's lifespan
-    starts -- under uvicorn, before the port accepts connections; in tests, on entering
-    ``with TestClient(app)``.
+    The batching worker starts when the app's lifespan starts -- under uvicorn, before the
+    port accepts connections; in tests, on entering ``with TestClient(app)``.  ``warm``:
+
+    * ``True``: the lifespan runs the whole warm-up first (the port opens warm: no request
+      ever traces; ``frcnn serve --warm-first``);
+    * ``"background"``: the port opens at once and the worker runs the warm-up steps
+      while no request waits (``frcnn serve``'s default): the first request waits for at
+      most the step in progress, plus its own trace if its shape is not traced yet, and once
+      ``/healthz`` says ``"ok"`` no request traces;
+    * ``False``: no warm-up (each new shape traces on first use).
     """
+    if warm not in (True, False, "background"):
+        raise ValueError(f"create_app(warm={warm!r}): expected True, False or 'background'")
     settings = settings or ServeSettings()
+    background = warm_up_steps(model, settings.max_batch) if warm == "background" else ()
     batcher = Batcher(lambda images: model.detect(images, batch_size=settings.max_batch),
-                      settings.max_batch, settings.queue_size, settings.max_wait_ms)
+                      settings.max_batch, settings.queue_size, settings.max_wait_ms,
+                      idle_work=background)
     names, ids = _class_table(model)
     max_pixels = int(settings.max_megapixels * 1e6)
     max_files = min(settings.max_files, settings.queue_size)
 
     @asynccontextmanager
     async def lifespan(app):
-        if warm:
+        if warm is True:
             warm_up(model, settings.max_batch)
         batcher.start()
         try:
@@ -279,7 +300,9 @@ def create_app(model, settings=None, warm=True):
     # -------------------------------------------------------------- pages and health
     @app.get("/healthz", summary="Liveness, model summary and queue state")
     async def healthz():
-        return {"status": "ok",
+        left = batcher.idle_left
+        return {"status": "warming" if left else "ok",
+                "warm_up": {"steps_left": left, "errors": list(batcher.idle_errors)},
                 "model": {"num_classes": int(model.num_classes), "class_names": names,
                           "category_ids": ids, "image_min_side": model.settings["image_min_side"],
                           "image_max_side": model.settings["image_max_side"]},

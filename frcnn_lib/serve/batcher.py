@@ -21,6 +21,11 @@ The worker takes the oldest request, then everything already waiting that fits, 
 batch is still short, waits up to ``max_wait_ms`` for more (the latency it trades for
 throughput; 0 groups only what is already queued).  ``max_batch=1`` switches batching off.
 The model is only ever called from this one thread.
+
+*Idle work* (``idle_work``: callables, e.g. the server's warm-up traces) runs on the same
+thread, one item at a time, whenever no request is waiting: a request that arrives during
+an item waits for that item only, then goes first.  ``idle_left`` counts the items not yet
+finished.
 """
 import collections
 import math
@@ -75,9 +80,10 @@ class Batcher:
       max_batch: most images per call (1: no batching).
       queue_size: most images admitted and not yet taken into a batch.
       max_wait_ms: how long a short batch waits for more requests.
+      idle_work: callables run on the worker thread while no request waits (in order).
     """
 
-    def __init__(self, detect, max_batch=8, queue_size=16, max_wait_ms=0.0):
+    def __init__(self, detect, max_batch=8, queue_size=16, max_wait_ms=0.0, idle_work=()):
         if max_batch < 1 or queue_size < 1 or max_wait_ms < 0:
             raise ValueError("max_batch and queue_size must be >= 1 and max_wait_ms >= 0")
         self._detect = detect
@@ -86,6 +92,9 @@ class Batcher:
         self._queue = collections.deque()
         self._reserved = 0            # admitted images not yet taken into a batch
         self._closed = False
+        self._idle = collections.deque(idle_work)
+        self._idle_left = len(self._idle)   # idle items not yet finished (queued or running)
+        self.idle_errors = []                # "TypeName: message" of idle items that failed
         self._seconds_per_image = None  # running mean of the model's time per image
         self.stats = {"batches": 0, "images": 0, "largest_batch": 0, "rejected": 0}
         self._thread = None
@@ -121,6 +130,12 @@ class Batcher:
         with self._cond:
             return self._reserved
 
+    @property
+    def idle_left(self):
+        """Idle work items not yet finished (queued or running)."""
+        with self._cond:
+            return self._idle_left
+
     def _retry_after_locked(self):
         per_image = self._seconds_per_image or 0.1
         return int(min(60, max(1, math.ceil((self._reserved + self.max_batch) * per_image))))
@@ -138,11 +153,16 @@ class Batcher:
 
     # ------------------------------------------------------------------ worker
     def _next_batch(self):
-        """The next batch of requests (blocking), or None once closed and drained."""
+        """The next batch of requests (blocking), an idle work item (a callable) when no
+        request waits, or None once closed and drained (idle work left then is dropped)."""
         with self._cond:
             while not self._queue:
                 if self._closed:
+                    self._idle_left -= len(self._idle)
+                    self._idle.clear()
                     return None
+                if self._idle:
+                    return self._idle.popleft()
                 self._cond.wait()
             batch = [self._queue.popleft()]
             count = len(batch[0].images)
@@ -166,6 +186,9 @@ class Batcher:
             batch = self._next_batch()
             if batch is None:
                 return
+            if callable(batch):
+                self._run_idle(batch)
+                continue
             images = [image for request in batch for image in request.images]
             start = time.perf_counter()
             try:
@@ -190,3 +213,12 @@ class Batcher:
                 request.future.set_result((results[offset:offset + n],
                                            {**info, "queue_ms": (start - request.queued_at) * 1000}))
                 offset += n
+
+    def _run_idle(self, work):
+        try:
+            work()
+        except Exception as err:  # noqa: BLE001 -- requests still run; the app reports it
+            self.idle_errors.append(f"{type(err).__name__}: {err}")
+        finally:
+            with self._cond:
+                self._idle_left -= 1

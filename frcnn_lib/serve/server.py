@@ -1,7 +1,11 @@
-"""Run ``frcnn serve``: load a ``.keras`` model once, warm it, serve it with uvicorn.
+"""Run ``frcnn serve``: load a ``.keras`` model once, serve it with uvicorn, warm it.
 
-uvicorn runs the app's lifespan (warm-up, batching worker) before it opens the port, so
-the first request never pays the graph tracing, and ``/healthz`` answering means ready.
+uvicorn runs the app's lifespan (batching worker, and the warm-up if ``warm_first``)
+before it opens the port.  By default the port opens as soon as the model is loaded and the
+worker traces the serving canvases while no request waits (``create_app(warm="background")``):
+the first request is answered within seconds, and ``/healthz`` says ``"warming"`` until
+every canvas is traced, then ``"ok"``.  With ``warm_first`` the port opens warm:
+``/healthz`` answering means ready and no request ever pays a trace.
 """
 import errno
 import socket
@@ -25,8 +29,10 @@ def check_port(host, port):
             raise FrcnnError(f"--host {host} --port {port}: cannot listen there ({why})") from None
 
 
-def serve(model_path, host="127.0.0.1", port=8000, settings=None, access_log=True, announce=print):
-    """Load ``model_path`` and serve it until interrupted (Ctrl-C)."""
+def serve(model_path, host="127.0.0.1", port=8000, settings=None, access_log=True, announce=print,
+          warm_first=False):
+    """Load ``model_path`` and serve it until interrupted (Ctrl-C); ``warm_first``: trace
+    every canvas before the port opens (else in the background, see the module docstring)."""
     import uvicorn
 
     from frcnn_lib.training import checkpoints
@@ -35,9 +41,9 @@ def serve(model_path, host="127.0.0.1", port=8000, settings=None, access_log=Tru
     settings = settings or ServeSettings()
     check_port(host, port)
     model = checkpoints.load_model(model_path, compile=False)
-    app = create_app(model, settings, warm=True)
+    app = create_app(model, settings, warm=True if warm_first else "background")
     shown = f"[{host}]" if ":" in host else host
     announce(f"serving {model_path} on http://{shown}:{port}/ (API: /v1/detect, docs: /docs); "
-             f"warming up, then Ctrl-C to stop")
+             f"{'warming up, then ' if warm_first else ''}Ctrl-C to stop")
     uvicorn.run(app, host=host, port=port, log_level="info" if access_log else "warning",
                 access_log=access_log, timeout_graceful_shutdown=10)
