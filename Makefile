@@ -46,13 +46,14 @@ unit: $(STAMP)
 # The notebooks in fast mode: those that use the course's trained model (06, 08, 10, 11, 12) run
 # as on Colab (notebooks/_tools/colab_layout.py: alone in a folder outside the checkout, frcnn_lib
 # from a wheel, the model downloaded from 127.0.0.1), after the others ran in the checkout
-# (make lab's layout), where 09 writes the fast-mode model that the download serves.
+# (make lab's layout), where 09 writes the fast-mode model that the download serves. Two notebooks
+# run at once in each part (each in its own kernel; a fast-mode notebook mostly keeps one core busy).
 COLAB_NOTEBOOKS := $(addprefix notebooks/,06_proposals_and_nms.ipynb 08_rcnn_head_and_targets.ipynb \
                    10_inference_and_map.ipynb 11_use_frcnn_lib_in_your_project.ipynb 12_where_next.ipynb)
 notebooks: $(STAMP)
-	FRCNN_FAST=1 $(BIN)/python -m pytest --nbval-lax -q -p no:randomly \
+	FRCNN_FAST=1 $(BIN)/python -m pytest --nbval-lax -q -p no:randomly -n 2 --dist loadfile \
 	  $(filter-out $(COLAB_NOTEBOOKS),$(wildcard notebooks/[0-9][0-9]_*.ipynb))
-	$(BIN)/python notebooks/_tools/colab_layout.py --model runs/course/model_fast.keras $(COLAB_NOTEBOOKS)
+	$(BIN)/python notebooks/_tools/colab_layout.py --jobs 2 --model runs/course/model_fast.keras $(COLAB_NOTEBOOKS)
 
 # The oldest allowed TensorFlow/Keras/numpy (constraints-oldest.txt) on a test subset.
 oldest: $(OLDEST_STAMP)

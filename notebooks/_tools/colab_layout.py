@@ -6,12 +6,13 @@ pinned download. This script builds that layout in a fresh folder outside the ch
 
     DIR/site/       frcnn_lib installed from `pip wheel --no-deps .` with `pip install --target`
                     (on PYTHONPATH, so it shadows the checkout's editable install)
-    DIR/course/     copies of the notebooks, executed there (no runs/, no pyproject.toml above)
-    DIR/keras/      an empty Keras cache (KERAS_HOME)
+    DIR/course/NN_*/ a copy of each notebook, executed there (no runs/, no pyproject.toml above)
+    DIR/keras/NN_*/ an empty Keras cache per notebook (KERAS_HOME)
 
-and runs the notebooks there in fast mode under `pytest --nbval-lax`, while `--model` (a
-`.keras` file) is served on 127.0.0.1 and `FRCNN_COURSE_MODEL_URL` / `FRCNN_COURSE_MODEL_SHA256`
-point the notebooks' `course_model()` at it: the download path of Colab, offline.
+and runs each notebook there in fast mode under its own `pytest --nbval-lax` (a runtime of its
+own, with its own empty Keras cache, `--jobs` of them at once), while `--model` (a `.keras` file)
+is served on 127.0.0.1 and `FRCNN_COURSE_MODEL_URL` / `FRCNN_COURSE_MODEL_SHA256` point the
+notebooks' `course_model()` at it: the download path of Colab, offline.
 
     python notebooks/_tools/colab_layout.py --model runs/course/model_fast.keras \\
         notebooks/06_proposals_and_nms.ipynb ...
@@ -23,6 +24,7 @@ checkout, so that 09's fast-mode model is the one served).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import hashlib
 import http.server
 import os
@@ -77,8 +79,9 @@ def prepare(folder: Path, notebooks: list[Path]) -> dict:
     site = install_wheel(folder)
     course = folder / "course"
     course.mkdir()
-    for notebook in notebooks:
-        shutil.copy(notebook, course / notebook.name)
+    for notebook in notebooks:                 # a folder each, as each Colab runtime has its own
+        (course / notebook.stem).mkdir()
+        shutil.copy(notebook, course / notebook.stem / notebook.name)
     where = imported_from(site, course)
     if not where.startswith(str(site)):
         raise SystemExit(f"frcnn_lib imports from {where}, not from the wheel in {site}")
@@ -92,6 +95,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="the .keras file the notebooks download")
     parser.add_argument("--dir", type=Path, help="the layout's folder (default: a new temporary one)")
+    parser.add_argument("--jobs", type=int, default=2, help="notebooks run at once (default 2)")
     parser.add_argument("notebooks", type=Path, nargs="+")
     args, pytest_args = parser.parse_known_args(argv)
     if not args.model.is_file():
@@ -101,15 +105,31 @@ def main(argv=None) -> int:
     layout = prepare(folder, args.notebooks)
     server, url = serve(args.model.resolve())
     sha = hashlib.sha256(args.model.read_bytes()).hexdigest()
-    env = {**os.environ, "PYTHONPATH": str(layout["site"]), "KERAS_HOME": str(layout["keras_home"]),
-           "FRCNN_FAST": "1", "FRCNN_COURSE_MODEL_URL": url, "FRCNN_COURSE_MODEL_SHA256": sha}
     print(f"colab layout in {folder}: frcnn_lib from {layout['site']}, model served at {url}", flush=True)
+
+    def run(notebook: Path) -> tuple[str, int, str]:
+        # A runtime of its own, as on Colab: a fresh Keras cache, so each notebook downloads.
+        env = {**os.environ, "PYTHONPATH": str(layout["site"]),
+               "KERAS_HOME": str(layout["keras_home"] / notebook.stem),
+               "FRCNN_FAST": "1", "FRCNN_COURSE_MODEL_URL": url, "FRCNN_COURSE_MODEL_SHA256": sha}
+        done = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:randomly",
+                               "-p", "no:cacheprovider", *pytest_args, notebook.name],
+                              cwd=layout["course"] / notebook.stem, env=env, capture_output=True, text=True)
+        return notebook.name, done.returncode, done.stdout + done.stderr
+
     try:
-        return subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:randomly",
-                               "-p", "no:cacheprovider", *pytest_args, *[n.name for n in args.notebooks]],
-                              cwd=layout["course"], env=env).returncode
+        with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            results = list(pool.map(run, args.notebooks))
     finally:
         server.shutdown()
+    failed = 0
+    for name, code, output in results:
+        summary = (output.strip().splitlines() or ["(no output)"])[-1]
+        print(f"{name}: {summary}", flush=True)
+        if code:
+            failed += 1
+            print(output[-6000:], flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
