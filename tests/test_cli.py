@@ -250,11 +250,22 @@ def test_output_under_proc_is_refused(tmp_path, capsys):
     ("roi_pooling=bilinear", "roi_pooling"),   # rejected by the model itself
     ("rpn_nms_iou=1.5", "rpn_nms_iou"),        # IoUs, thresholds, fractions: in [0, 1]
     ("detections_score_threshold=-0.1", "detections_score_threshold"),
+    ("backbone_frozen_stages=\"two\"", "backbone_frozen_stages"),   # None by default: an int
+    ("backbone_frozen_stages=true", "backbone_frozen_stages"),
+    ("backbone_frozen_batchnorm=1", "backbone_frozen_batchnorm"),
 ])
 def test_bad_set_override(setting, named, tmp_path, capsys):
     code = call(train_args(tmp_path / "run", 1, 8, 4, "--set", setting))
     one_error_line(capsys, code, "--set", named)
     assert not (tmp_path / "run" / "model.keras").exists()
+
+
+def test_set_accepts_the_kinds_of_settings_whose_default_is_none():
+    from frcnn_lib.cli.common import check_overrides
+    from frcnn_lib.model import DEFAULTS
+    good = {"backbone_frozen_stages": 2, "backbone_frozen_batchnorm": False, "backbone_weights": "w.h5"}
+    assert check_overrides(dict(good), DEFAULTS) == good
+    assert check_overrides({"backbone_frozen_stages": None}, DEFAULTS) == {"backbone_frozen_stages": None}
 
 
 @pytest.mark.parametrize("argv, named", [

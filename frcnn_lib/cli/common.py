@@ -132,6 +132,13 @@ def existing_file(path, what):
     return path
 
 
+# Settings whose default None means "follow another setting": what a value may be instead.
+NONE_DEFAULT_KINDS = {
+    "backbone_frozen_stages": (int, "null or a whole number of stages"),
+    "backbone_frozen_batchnorm": (bool, "null, true or false"),
+}
+
+
 def check_overrides(overrides, defaults):
     """``--set`` values against the FasterRCNN arguments: known key, value of the right type."""
     import difflib
@@ -161,6 +168,9 @@ def check_overrides(overrides, defaults):
         elif isinstance(default, (tuple, list)):
             ok = isinstance(value, list) and bool(value) and all(number(v) for v in value)
             expected = "a JSON list of numbers, e.g. [16, 32]"
+        elif default is None and key in NONE_DEFAULT_KINDS:
+            kind, expected = NONE_DEFAULT_KINDS[key]
+            ok = value is None or (isinstance(value, kind) and not (kind is int and isinstance(value, bool)))
         elif default is None or isinstance(default, str):
             ok, expected = value is None or isinstance(value, str), "a string"
         else:
