@@ -78,6 +78,21 @@ def parse_setting(item):
         return key, value
 
 
+def untrained_shapes_model(folder):
+    """An untrained ``shapes_cpu`` model (score threshold 0: every box counts) saved in
+    ``folder``; returns its path.  The start-up and serving benchmarks time loading it."""
+    import os
+
+    from frcnn_lib.model import FasterRCNN
+    from frcnn_lib.training.presets import get_preset
+
+    model = FasterRCNN(5, **{**get_preset("shapes_cpu")["model"], "detections_score_threshold": 0.0})
+    model.build()
+    path = os.path.join(folder, "shapes_cpu_untrained.keras")
+    model.save(path)
+    return path
+
+
 def build_model(cfg):
     from frcnn_lib import FasterRCNN
     tf.keras.utils.set_random_seed(0)

@@ -34,7 +34,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import machine_info  # noqa: E402  (also sets TF_CPP_MIN_LOG_LEVEL)
+from _common import machine_info, untrained_shapes_model  # noqa: E402  (also sets TF_CPP_MIN_LOG_LEVEL)
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -46,17 +46,6 @@ def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _model_file(folder):
-    from frcnn_lib.model import FasterRCNN
-    from frcnn_lib.training.presets import get_preset
-
-    model = FasterRCNN(5, **{**get_preset("shapes_cpu")["model"], "detections_score_threshold": 0.0})
-    model.build()
-    path = os.path.join(folder, "shapes_cpu_untrained.keras")
-    model.save(path)
-    return path
 
 
 def _images(n, seed=0):
@@ -181,7 +170,7 @@ def main():
 
     print(machine_info())
     with tempfile.TemporaryDirectory() as folder:
-        model = args.model or _model_file(folder)
+        model = args.model or untrained_shapes_model(folder)
         queue = 2 * args.clients            # never full: every request is served
         configs = [("batching", args.max_batch, queue, 0.0, args.clients),        # the default
                    ("batching off", 1, queue, 0.0, args.clients),

@@ -40,7 +40,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import machine_info  # noqa: E402  (also sets TF_CPP_MIN_LOG_LEVEL)
+from _common import machine_info, untrained_shapes_model  # noqa: E402  (also sets TF_CPP_MIN_LOG_LEVEL)
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -56,17 +56,6 @@ def _env():
     path = os.environ.get("PYTHONPATH")
     return dict(os.environ, PYTHONPATH=ROOT + (os.pathsep + path if path else ""),
                 TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1", PYTHONUNBUFFERED="1")
-
-
-def _model_file(folder):
-    from frcnn_lib.model import FasterRCNN
-    from frcnn_lib.training.presets import get_preset
-
-    model = FasterRCNN(5, **{**get_preset("shapes_cpu")["model"], "detections_score_threshold": 0.0})
-    model.build()
-    path = os.path.join(folder, "shapes_cpu_untrained.keras")
-    model.save(path)
-    return path
 
 
 def _image(folder):
@@ -207,7 +196,7 @@ def main():
         args.rounds = 1
     print(machine_info())
     with tempfile.TemporaryDirectory() as folder:
-        model = args.model or _model_file(folder)
+        model = args.model or untrained_shapes_model(folder)
         image = _image(folder)
         rounds = [one_round(model, image, folder, together=args.quick) for _ in range(args.rounds)]
     model_name = args.model or "shapes_cpu preset, untrained"
