@@ -41,6 +41,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def install_wheel(folder: Path) -> Path:
     """Build this checkout's wheel and install it (no dependencies) into `folder/site`."""
     wheels, site = folder / "wheel", folder / "site"
+    # setuptools stages the package in the checkout's (ignored) build/lib and reuses it: a module
+    # deleted from frcnn_lib/ would still ship. Stage afresh.
+    shutil.rmtree(ROOT / "build" / "lib" / "frcnn_lib", ignore_errors=True)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
                     "-w", str(wheels), str(ROOT)], check=True, cwd=folder)
     (wheel,) = wheels.glob("frcnn_lib-*.whl")
