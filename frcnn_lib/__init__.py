@@ -17,7 +17,7 @@ level of 0 or 1 brings it back; see ``frcnn_lib.runtime.quiet``).
 """
 import sys
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from frcnn_lib.runtime.errors import FrcnnError  # noqa: F401,E402
 

@@ -11,8 +11,8 @@ To publish a new version of the course: set COURSE_REF to the new tag and run th
 the course model (`make course`, full mode) and pin it with
 `python notebooks/_tools/publish_course_model.py --dry-run` (writes
 frcnn_lib/course/course_model.json: the release asset's URL under COURSE_REF and its sha256);
-commit; tag the commit (`git tag v0.2.0`) and push the tag; create the release
-(`gh release create v0.2.0`) and upload the model to it
+commit; tag the commit (`git tag v0.3.0`) and push the tag; create the release
+(`gh release create v0.3.0`) and upload the model to it
 (`python notebooks/_tools/publish_course_model.py`, which runs `gh release upload`). Notebooks
 06, 08, 10, 11 and 12 download that asset on Colab and Binder (docs/course.md). The cell installs the library only (no JupyterLab or ipywidgets:
 Colab brings its own Jupyter and widgets), pinned to COURSE_REF, and prints what it installed.
@@ -26,7 +26,7 @@ from pathlib import Path
 import nbformat
 
 COURSE_REPO = "https://github.com/frcnn-course/frcnn"
-COURSE_REF = "v0.2.0"   # a tag or a commit of COURSE_REPO; the notebooks' library version
+COURSE_REF = "v0.3.0"   # a tag or a commit of COURSE_REPO; the notebooks' library version
 
 SETUP_CELL = f'''# Setup. On Colab: install frcnn_lib (the library only), pinned; locally `make setup` already did.
 # Written by notebooks/_tools/setup_cell.py: change COURSE_REPO / COURSE_REF there, not here.

@@ -29,19 +29,19 @@ MEASURED = "2026-12-06, a 2-core AMD EPYC CPU, no GPU"
 # notebook number -> (full mode s, fast mode s, what takes most of the full-mode time, or "" when
 # nothing stands out: the short notebooks spend much of their time starting Python and TensorFlow)
 TIMES: dict[str, tuple[int, int, str]] = {
-    "01": (12, 10, ""),
-    "02": (15, 12, ""),
-    "03": (9, 9, ""),
-    "04": (7, 9, ""),
-    "05": (149, 19, "training an RPN on the `small` backbone, 1500 steps"),
-    "06": (11, 17, ""),
+    "01": (11, 11, ""),
+    "02": (11, 15, ""),
+    "03": (9, 12, ""),
+    "04": (9, 12, ""),
+    "05": (154, 25, "training an RPN on the `small` backbone, 1500 steps"),
+    "06": (11, 13, ""),
     "07": (7, 9, ""),
-    "08": (86, 21, "training the detection head alone on frozen proposals"),
-    "09": (1458, 39, "training `shapes_cpu` for 16 epochs × 500 steps, then your detector and "
-                     "the library's for 1000 steps each; the unit tests ran beside it"),
-    "10": (48, 31, "evaluating the course's model, which it loads"),
-    "11": (77, 42, "fine-tuning the course's model"),
-    "12": (223, 17, "training a custom residual backbone, 8 epochs on 1000 images"),
+    "08": (60, 15, "training the detection head alone on frozen proposals"),
+    "09": (1000, 43, "training `shapes_cpu` for 16 epochs × 500 steps (733 s), then your detector "
+                     "and the library's for 1000 steps each"),
+    "10": (47, 42, "evaluating the course's model, which it loads"),
+    "11": (76, 49, "fine-tuning the course's model, in Python and with the command line"),
+    "12": (227, 18, "training a custom residual backbone, 8 epochs on 1000 images"),
 }
 
 START, END = "<!-- times -->", "<!-- /times -->"
