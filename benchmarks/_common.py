@@ -66,18 +66,6 @@ def configs(quick=False):
     return out
 
 
-def parse_setting(item):
-    """``"key=value"`` -> ``(key, value)``, the value read as a Python literal where it is one."""
-    import ast
-    key, sep, value = item.partition("=")
-    if not sep:
-        raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
-    try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value
-
-
 def untrained_shapes_model(folder):
     """An untrained ``shapes_cpu`` model (score threshold 0: every box counts) saved in
     ``folder``; returns its path.  The start-up and serving benchmarks time loading it."""

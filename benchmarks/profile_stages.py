@@ -29,6 +29,8 @@ import _common as C
 import tensorflow as tf
 
 from frcnn_lib import rcnn
+from frcnn_lib.cli.common import check_overrides, parse_overrides
+from frcnn_lib.model import DEFAULTS
 from frcnn_lib.rcnn import DetectionConfig
 
 
@@ -134,7 +136,7 @@ def main():
                         help="override a model setting, e.g. --set roi_pooling=roi_pool (repeatable)")
     args = parser.parse_args()
     cfg = C.configs(args.quick)[args.config]
-    overrides = dict(C.parse_setting(item) for item in args.set)
+    overrides = check_overrides(parse_overrides(args.set), DEFAULTS)   # as `frcnn --set` reads them
     cfg = dict(cfg, kwargs={**cfg["kwargs"], **overrides})
     if overrides:
         print("settings overridden:", ", ".join(f"{k}={v!r}" for k, v in overrides.items()))

@@ -87,8 +87,9 @@ CACHE_SUBDIR = "frcnn_course"           # under Keras' cache folder (~/.keras or
 DOWNLOAD_TIMEOUT_S = 10                 # per connection attempt and per read: offline fails fast
 
 # The stand-in when there is no model to load or download: the shapes_cpu preset, this many steps
-# of 4 images. Notebook 09 trains 16 epochs of 500 steps in 1519 s on a 2-core CPU (0.19 s a
-# step, validation included); the stand-in's time below is estimated from that rate.
+# of 4 images. The stand-in's time below is estimated at 0.19 s a step: notebook 09's 8000 steps
+# on a loaded 2-core CPU (1519 s, validation included, 2026-12-06); the same VM idle took 733 s
+# that evening, so the estimate errs long, as it should for a slower Colab CPU.
 STAND_IN_STEPS = 300
 STAND_IN_STEPS_FAST = 10               # run eagerly: no graph to trace
 SECONDS_PER_STEP_2_CORES = 0.19
