@@ -68,7 +68,8 @@ def test_frcnn_train_precision_survives_save_and_refuses_a_changed_resume(tmp_pa
     assert (out / "checkpoints" / "last.keras").read_bytes() == before
     # Without --precision the resumed run keeps the checkpoint's.
     assert _call(train_args(out, 2, 8, 4, "--resume")) == 0
-    assert precision_of(keras.models.load_model(out / "model.keras")) == "mixed_bfloat16"
+    model = keras.models.load_model(out / "model.keras")
+    assert precision_of(model) == "mixed_bfloat16" and model.settings["seed"] == 3
 
 
 def test_frcnn_train_rejects_an_unknown_precision_in_one_line(tmp_path, capsys):
@@ -82,10 +83,18 @@ def test_frcnn_train_rejects_an_unknown_precision_in_one_line(tmp_path, capsys):
 def test_frcnn_demo_precision_reaches_the_report(tmp_path):
     out = tmp_path / "demo"
     assert _call(["demo", "--out", out, "--epochs", "1", "--train-images", "8",
-                  "--precision", "mixed_bfloat16", "--quiet"]) == 0
+                  "--precision", "mixed_bfloat16", "--seed", "3", "--quiet"]) == 0
     assert keras.config.dtype_policy().name == "float32"
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["precision"] == "mixed_bfloat16" and metrics["epochs"] == 1
+    assert metrics["precision"] == "mixed_bfloat16" and metrics["epochs"] == 1 and metrics["seed"] == 3
     assert 0.0 <= metrics["mAP_voc07"] <= 1.0
     assert "mixed_bfloat16" in (out / "report.md").read_text()
-    assert precision_of(keras.models.load_model(out / "model.keras")) == "mixed_bfloat16"
+    model = keras.models.load_model(out / "model.keras")
+    assert precision_of(model) == "mixed_bfloat16" and model.settings["seed"] == 3
+
+
+def test_frcnn_demo_refuses_a_negative_seed_in_one_line(tmp_path, capsys):
+    code = _call(["demo", "--out", tmp_path / "demo", "--seed", "-1"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and "--seed" in err[-1] and "-1" in err[-1]
+    assert not (tmp_path / "demo").exists()

@@ -43,6 +43,17 @@ def positive(kind):
     return parse
 
 
+def nonnegative_int(text):
+    """An argparse type: a whole number >= 0 (a seed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
 def fraction(text):
     """A threshold or IoU: a finite number in [0, 1] (nan, inf, -0.1 and 1.5 are refused)."""
     try:

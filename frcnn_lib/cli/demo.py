@@ -1,6 +1,6 @@
 """``frcnn demo``: the main job, train and evaluate on the embedded shapes data and write a
 report (``cli/report.py``)."""
-from frcnn_lib.cli.common import positive
+from frcnn_lib.cli.common import nonnegative_int, positive
 from frcnn_lib.training.precision import PRECISIONS
 
 
@@ -11,6 +11,8 @@ def add_parser(subparsers):
     d.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
     d.add_argument("--epochs", type=positive(int), help="number of epochs (default: the preset's)")
     d.add_argument("--train-images", type=positive(int), help="number of generated training images")
+    d.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="seeds the weights, the data order and the sampling (default 0)")
     d.add_argument("--precision", choices=PRECISIONS, help="float32 (default), mixed_float16 or "
                    "mixed_bfloat16 (see frcnn train --help)")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -20,4 +22,4 @@ def add_parser(subparsers):
 def run(args, session):
     from frcnn_lib.cli.report import run_demo
     run_demo(args.out, epochs=args.epochs, train_images=args.train_images, precision=args.precision,
-             verbose=0 if args.quiet else 1, announce=session.result)
+             verbose=0 if args.quiet else 1, announce=session.result, seed=args.seed)

@@ -8,6 +8,9 @@ import os
 import platform
 import time
 
+import keras
+import numpy as np
+
 from frcnn_lib.training import runs as training
 from frcnn_lib.datasets.classes import data_classes
 from frcnn_lib.datasets import shapes
@@ -19,31 +22,61 @@ from frcnn_lib.runtime.progress import stage
 from frcnn_lib.evaluation.visualize import detection_grid, plot_history
 
 
+class StepTimes(keras.callbacks.Callback):
+    """The wall time of every training step (``on_train_batch_begin`` to ``_end``), in seconds.
+
+    The first step includes tracing the step function; ``median`` is the typical step."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+
+    @property
+    def median(self):
+        return float(np.median(self.seconds)) if self.seconds else float("nan")
+
+
 def run_demo(out="runs/demo", epochs=None, train_images=None, verbose=1, precision=None,
-             announce=print):
+             announce=print, seed=0, extra_callbacks=(), test_images=None):
     """Train the ``shapes_cpu`` preset and report VOC mAP@0.5 on the held-out test split.
 
     ``precision``: a dtype policy of ``frcnn_lib.training.precision`` for the model (None: float32,
     or whatever global policy the caller set).  ``announce`` prints the one-line result
-    (the command line passes its stdout writer; progress goes to ``print``)."""
+    (the command line passes its stdout writer; progress goes to ``print``).  ``seed`` seeds
+    the weights' initialisation, the data order and the target sampling: one seed, one run
+    (the shapes images themselves are the canonical ones whatever the seed).
+    ``extra_callbacks`` go to ``training.fit`` (``benchmarks/bench_demo.py`` passes one that
+    evaluates the test split during training)."""
     preset = get_preset("shapes_cpu")
     train = preset["train"]
     if epochs is not None:
         train["epochs"] = epochs
     if train_images is not None:
         train["train_images"] = train_images
+    if test_images is not None:
+        train["test_images"] = test_images
     t0 = time.perf_counter()
     stage("generating the shapes data (train, val, test)", verbose > 0)
     train_data = shapes.load("train", num_images=train["train_images"])
     val_data = shapes.load("val", num_images=train["val_images"])
     test_data = shapes.load("test", num_images=train["test_images"])
+    keras.utils.set_random_seed(int(seed))
     with policy_scope(precision):
-        model = FasterRCNN(train_data.num_classes, **data_classes(train_data), **preset["model"])
+        model = FasterRCNN(train_data.num_classes, **data_classes(train_data),
+                           **{**preset["model"], "seed": int(seed)})
     t1 = time.perf_counter()
     stage(f"training {train['epochs']} epochs on {len(train_data)} images "
           f"(val_mAP on {len(val_data)} after each)", verbose > 0)
+    step_times = StepTimes()
     history = training.fit(model, train_data, out, train["epochs"], train["batch_size"], train,
-                           val_data=val_data, verbose=verbose)
+                           val_data=val_data, verbose=verbose,
+                           extra_callbacks=(step_times, *extra_callbacks))
     t2 = time.perf_counter()
     stage(f"evaluating on {len(test_data)} held-out test images", verbose > 0)
     voc07, detections, sec_per_image = training.evaluate(model, test_data, use_07_metric=True,
@@ -61,15 +94,18 @@ def run_demo(out="runs/demo", epochs=None, train_images=None, verbose=1, precisi
         "mAP_voc07": voc07["mAP"], "mAP_voc2010": voc2010["mAP"],
         "AP_voc07": dict(training.class_ap_table(voc07, test_data.class_names)),
         "seconds": {"data": t1 - t0, "train": t2 - t1, "evaluate": t3 - t2, "total": t3 - t0},
+        "steps": len(step_times.seconds), "median_step_seconds": step_times.median,
         "eval_seconds_per_image": sec_per_image,
-        "epochs": train["epochs"], "train_images": len(train_data), "test_images": len(test_data),
+        "epochs": train["epochs"], "seed": int(seed), "train_images": len(train_data), "test_images": len(test_data),
         "precision": precision_of(model),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}",
     }
     training.write_json(os.path.join(out, "metrics.json"), metrics)
     _write_markdown(os.path.join(out, "report.md"), metrics, history.history)
     announce(f"mAP@0.5 VOC07 = {voc07['mAP']:.3f}, VOC2010+ = {voc2010['mAP']:.3f}; "
-          f"training {t2 - t1:.0f} s, total {t3 - t0:.0f} s; report: {os.path.join(out, 'report.md')}")
+             f"training {t2 - t1:.0f} s ({len(step_times.seconds)} steps, median "
+             f"{1000 * step_times.median:.0f} ms a step), total {t3 - t0:.0f} s; "
+             f"report: {os.path.join(out, 'report.md')}")
     return metrics
 
 
@@ -87,7 +123,7 @@ Trained the `shapes_cpu` preset (small backbone, stride 8, {metrics['precision']
 |---|---|
 | mAP@0.5, VOC07 11-point | **{metrics['mAP_voc07']:.3f}** |
 | mAP@0.5, VOC2010+ area | {metrics['mAP_voc2010']:.3f} |
-| training time | {s['train']:.0f} s |
+| training time | {s['train']:.0f} s ({metrics['steps']} steps, median {1000 * metrics['median_step_seconds']:.0f} ms a step) |
 | total time (data, training, evaluation) | {s['total']:.0f} s |
 | detection time per test image | {1000 * metrics['eval_seconds_per_image']:.1f} ms |
 
