@@ -1,6 +1,7 @@
 """The benchmark scripts keep running as the library changes: ``profile_stages.py`` once broke
 silently when the model's stages took a new argument.  A ``--quick`` run (tiny sizes, a few
 repeats: seconds) only checks that the script works and prints its whole table, not speed."""
+import json
 import os
 import subprocess
 import sys
@@ -107,3 +108,19 @@ def test_bench_startup_quick_times_the_floor_predict_and_serve():
             seconds, ratio, cpu, rss = float(cells[0]), float(cells[2]), float(cells[4]), float(cells[6])
             assert seconds > 0 and ratio > 0 and cpu > 0 and rss > 100, line
     assert "SUMMARY predict = floor" in stdout and "serve first answer" in stdout
+
+
+def test_bench_demo_quick_curve_ends_at_the_demos_own_result(tmp_path):
+    # run_demo (what `frcnn demo --seed` runs) with the curve's callback: its last point is the
+    # final model on the same test images, so it must equal the demo's own final evaluation.
+    stdout, _ = _run_quick("bench_demo.py", "--seeds", "1", "--out", str(tmp_path))
+    curve = [line for line in stdout.splitlines() if line.startswith("2 | ")]
+    final = [line for line in stdout.splitlines() if line.startswith("seed 1: final VOC07")]
+    assert len(curve) == 1 and len(final) == 1, stdout
+    voc07, voc2010 = (float(v) for v in curve[0].split("|")[1].split("/"))
+    words = final[0].replace(",", "").split()
+    assert (f"{voc07:.3f}", f"{voc2010:.3f}") == (words[4], words[6]), (curve, final)
+    assert "misses the goal" in final[0] and stdout.splitlines()[-1].startswith("SUMMARY demo")
+    assert "goal NOT met for seeds 1" in stdout
+    metrics = json.loads((tmp_path / "seed1" / "metrics.json").read_text())
+    assert metrics["seed"] == 1 and metrics["steps"] == 2 and metrics["median_step_seconds"] > 0
