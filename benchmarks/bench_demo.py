@@ -21,7 +21,7 @@ import time
 import _common as C
 import keras
 
-from frcnn_lib.cli.report import run_demo
+from frcnn_lib.cli.report import DemoSettings, run_demo
 from frcnn_lib.datasets import shapes
 from frcnn_lib.evaluation import evaluate_voc
 from frcnn_lib.training import runs as training
@@ -65,10 +65,10 @@ def main():
     results = {}
     for seed in seeds:
         curve = TestCurve(shapes.load("test", num_images=test_images), steps_per_epoch)
-        metrics = run_demo(os.path.join(args.out, f"seed{seed}"), epochs=epochs,
-                           train_images=train_images, test_images=test_images, verbose=0,
-                           announce=lambda line: print(f"seed {seed}: {line}", flush=True),
-                           seed=seed, extra_callbacks=(curve,))
+        settings = DemoSettings(out=os.path.join(args.out, f"seed{seed}"), epochs=epochs,
+                                train_images=train_images, test_images=test_images, seed=seed)
+        metrics = run_demo(settings, verbose=0, extra_callbacks=(curve,),
+                           announce=lambda line: print(f"seed {seed}: {line}", flush=True))
         results[seed] = {"curve": curve.rows, "metrics": metrics, "curve_seconds": curve.seconds}
         train_s = metrics["seconds"]["train"] - curve.seconds
         print(f"seed {seed}: training {train_s:.0f} s without the curve's evaluations "

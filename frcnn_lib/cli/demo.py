@@ -20,6 +20,7 @@ def add_parser(subparsers):
 
 
 def run(args, session):
-    from frcnn_lib.cli.report import run_demo
-    run_demo(args.out, epochs=args.epochs, train_images=args.train_images, precision=args.precision,
-             verbose=0 if args.quiet else 1, announce=session.result, seed=args.seed)
+    from frcnn_lib.cli.report import DemoSettings, run_demo
+    settings = DemoSettings(out=args.out, epochs=args.epochs, train_images=args.train_images,
+                            seed=args.seed, precision=args.precision)
+    run_demo(settings, verbose=0 if args.quiet else 1, announce=session.result)

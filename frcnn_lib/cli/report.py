@@ -4,6 +4,7 @@ Writes into the run folder, besides what ``training.fit`` writes: ``metrics.json
 ``loss_curves.png``, ``detections.png`` (held-out test images, detections solid, ground
 truth dashed) and ``report.md`` that ties them together.
 """
+import dataclasses
 import os
 import platform
 import time
@@ -42,34 +43,44 @@ class StepTimes(keras.callbacks.Callback):
         return float(np.median(self.seconds)) if self.seconds else float("nan")
 
 
-def run_demo(out="runs/demo", epochs=None, train_images=None, verbose=1, precision=None,
-             announce=print, seed=0, extra_callbacks=(), test_images=None):
+@dataclasses.dataclass(frozen=True)
+class DemoSettings:
+    """What one run of the main job varies; ``None`` keeps the ``shapes_cpu`` preset's value.
+
+    ``seed`` seeds the weights' initialisation, the data order and the target sampling: one
+    seed, one run (the shapes images themselves are the canonical ones whatever the seed).
+    ``precision``: a dtype policy of ``frcnn_lib.training.precision`` for the model (None:
+    float32, or whatever global policy the caller set)."""
+    out: str = "runs/demo"
+    epochs: int | None = None
+    train_images: int | None = None
+    test_images: int | None = None
+    seed: int = 0
+    precision: str | None = None
+
+
+def run_demo(settings=DemoSettings(), verbose=1, announce=print, extra_callbacks=()):
     """Train the ``shapes_cpu`` preset and report VOC mAP@0.5 on the held-out test split.
 
-    ``precision``: a dtype policy of ``frcnn_lib.training.precision`` for the model (None: float32,
-    or whatever global policy the caller set).  ``announce`` prints the one-line result
-    (the command line passes its stdout writer; progress goes to ``print``).  ``seed`` seeds
-    the weights' initialisation, the data order and the target sampling: one seed, one run
-    (the shapes images themselves are the canonical ones whatever the seed).
-    ``extra_callbacks`` go to ``training.fit`` (``benchmarks/bench_demo.py`` passes one that
-    evaluates the test split during training)."""
+    ``settings``: a :class:`DemoSettings`.  ``announce`` prints the one-line result (the
+    command line passes its stdout writer; progress goes to ``print``).  ``extra_callbacks``
+    go to ``training.fit`` (``benchmarks/bench_demo.py`` passes one that evaluates the test
+    split during training).  Returns the metrics written to ``OUT/metrics.json``."""
+    out, seed, precision = settings.out, int(settings.seed), settings.precision
     preset = get_preset("shapes_cpu")
     train = preset["train"]
-    if epochs is not None:
-        train["epochs"] = epochs
-    if train_images is not None:
-        train["train_images"] = train_images
-    if test_images is not None:
-        train["test_images"] = test_images
+    for key in ("epochs", "train_images", "test_images"):
+        if getattr(settings, key) is not None:
+            train[key] = getattr(settings, key)
     t0 = time.perf_counter()
     stage("generating the shapes data (train, val, test)", verbose > 0)
     train_data = shapes.load("train", num_images=train["train_images"])
     val_data = shapes.load("val", num_images=train["val_images"])
     test_data = shapes.load("test", num_images=train["test_images"])
-    keras.utils.set_random_seed(int(seed))
+    keras.utils.set_random_seed(seed)
     with policy_scope(precision):
         model = FasterRCNN(train_data.num_classes, **data_classes(train_data),
-                           **{**preset["model"], "seed": int(seed)})
+                           **{**preset["model"], "seed": seed})
     t1 = time.perf_counter()
     stage(f"training {train['epochs']} epochs on {len(train_data)} images "
           f"(val_mAP on {len(val_data)} after each)", verbose > 0)
@@ -96,7 +107,7 @@ def run_demo(out="runs/demo", epochs=None, train_images=None, verbose=1, precisi
         "seconds": {"data": t1 - t0, "train": t2 - t1, "evaluate": t3 - t2, "total": t3 - t0},
         "steps": len(step_times.seconds), "median_step_seconds": step_times.median,
         "eval_seconds_per_image": sec_per_image,
-        "epochs": train["epochs"], "seed": int(seed), "train_images": len(train_data), "test_images": len(test_data),
+        "epochs": train["epochs"], "seed": seed, "train_images": len(train_data), "test_images": len(test_data),
         "precision": precision_of(model),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}",
     }
