@@ -97,3 +97,31 @@ def test_frcnn_demo_refuses_a_negative_seed_in_one_line(tmp_path, capsys):
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == 2 and "--seed" in err[-1] and "-1" in err[-1]
     assert not (tmp_path / "demo").exists()
+
+
+class _Stop(Exception):
+    """Raised by :class:`_InitialWeights` to end the run once the weights are seen."""
+
+
+class _InitialWeights(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.weights = [np.array(w) for w in self.model.get_weights()]
+        raise _Stop
+
+
+def _demo_initial_weights(tmp_path, seed):
+    """The weights ``run_demo`` starts training from with ``seed`` (the run stops there)."""
+    from frcnn_lib.cli.report import DemoSettings, run_demo
+    grab = _InitialWeights()
+    settings = DemoSettings(out=str(tmp_path / f"seed{seed}"), epochs=1, train_images=4,
+                            test_images=4, seed=seed)
+    with pytest.raises(_Stop):
+        run_demo(settings, verbose=0, announce=lambda line: None, extra_callbacks=(grab,))
+    return grab.weights
+
+
+def test_frcnn_demo_seed_fixes_the_initial_weights(tmp_path):
+    first, again, other = (_demo_initial_weights(tmp_path / name, seed)
+                           for name, seed in (("a", 5), ("b", 5), ("c", 6)))
+    assert len(first) > 10 and all(np.array_equal(x, y) for x, y in zip(first, again))
+    assert not all(np.array_equal(x, y) for x, y in zip(first, other))
