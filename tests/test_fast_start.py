@@ -18,14 +18,12 @@ from PIL import Image
 
 from frcnn_lib import cli, detect
 from frcnn_lib.serve import Batcher, ServeSettings, create_app, warm_up_steps
-from helpers.synthetic import make_batch, tiny_model
+from helpers.synthetic import built_tiny_model, make_batch
 
 
 @pytest.fixture(scope="module")
 def model():
-    m = tiny_model(detections_score_threshold=0.0)
-    m.build()
-    return m
+    return built_tiny_model(detections_score_threshold=0.0)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from PIL import Image
 from frcnn_lib import cli
 from frcnn_lib.serve import (BadImage, Batcher, Busy, ServeSettings, create_app, decode_image,
                              warm_up)
-from helpers.synthetic import make_batch, tiny_model
+from helpers.synthetic import built_tiny_model, make_batch, tiny_model
 
 KEYS = {"filename", "width", "height", "boxes", "scores", "labels", "class_names",
         "category_ids", "time_ms", "model_ms", "queue_ms", "batch_images"}
@@ -229,9 +229,7 @@ def test_batcher_reports_model_failures_to_the_requests_and_keeps_running():
 # ----------------------------------------------------------------------------- the API
 @pytest.fixture(scope="module")
 def model():
-    m = tiny_model(detections_score_threshold=0.0)
-    m.build()
-    return m
+    return built_tiny_model(detections_score_threshold=0.0)
 
 
 @pytest.fixture(scope="module")

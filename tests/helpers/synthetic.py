@@ -59,6 +59,13 @@ def tiny_model(num_classes=2, **overrides):
     return FasterRCNN(num_classes, **{**TINY, **overrides})
 
 
+def built_tiny_model(num_classes=2, **overrides):
+    """:func:`tiny_model`, built (its weights exist), as the serving tests load it."""
+    model = tiny_model(num_classes, **overrides)
+    model.build()
+    return model
+
+
 def train_overfit(steps, seed=0, learning_rate=1e-3, evaluate_first=False, **overrides):
     """A tiny model trained with ``model.fit`` for ``steps`` Adam steps on :func:`make_batch`
     (one step per epoch, so each epoch's logs are that step's losses).
