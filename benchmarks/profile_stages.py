@@ -43,7 +43,7 @@ def stage_functions(model, images):
     anchors = model._anchors(features)
     # portable=False: the ops the model runs on a CPU without XLA (crop_and_resize, tf.image NMS).
     proposals, _, valid = model._proposals(logits, deltas, anchors, image_sizes, False, False)
-    pooled = model._pool(features, proposals, False)
+    pooled = model._pool(features, proposals, "crop_and_resize")
     hidden = model.roi_head(pooled, training=False)
     cls_logits, box_deltas = model.predictor(hidden)
     k = model.num_classes + 1
@@ -58,7 +58,7 @@ def stage_functions(model, images):
         return model._proposals(lg, d, a, sz, False, False)
 
     def pool(f, p):
-        return model._pool(f, p, False)
+        return model._pool(f, p, "crop_and_resize")
 
     def roi_head(p):
         return model.roi_head(p, training=False)

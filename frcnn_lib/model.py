@@ -209,7 +209,8 @@ class FasterRCNN(keras.Model):
         """Whether to use the ops that compile everywhere (XLA, TFLite): RoI sampling by
         gathers and the tiled NMS.  ``None`` follows Keras' ``jit_compile`` (resolved, so
         True on a GPU or TPU); otherwise TensorFlow's fused CPU/GPU kernels
-        (``crop_and_resize``, ``non_max_suppression``), which give the same results."""
+        (``crop_and_resize``, ``non_max_suppression``), which give the same results.  (The
+        losses crop by gathers either way: see :meth:`compute_losses`.)"""
         return bool(self.jit_compile) if portable is None else bool(portable)
 
     @staticmethod
@@ -226,22 +227,21 @@ class FasterRCNN(keras.Model):
         neutral = tf.constant(NEUTRAL_RGB.get(self.settings["backbone"], (0.0, 0.0, 0.0)), images.dtype)
         return tf.where(tf.expand_dims(rows & cols, -1), images, neutral)   # TFLite: no new axis on bools
 
-    def _pool(self, features, rois, portable):
-        """``rois (B, R, 4)`` -> RoI features ``(B*R, F)``."""
+    def _pool(self, features, rois, method):
+        """``rois (B, R, 4)`` -> RoI features ``(B*R, F)``, sampled by ``method`` (``roi.METHODS``)."""
         flat, index = roi.flatten_rois(rois)
         if self.settings["roi_pooling"] == "roi_align" and self.parts.roi_grid is not None:
             return roi.roi_align(features, flat, index, self.stride, self.roi_output_size,
                                  self.settings["roi_sampling_ratio"], grid=self.parts.roi_grid)
-        method = "gather" if portable else "crop_and_resize"
         if self.settings["roi_pooling"] == "roi_align":
             return roi.roi_align(features, flat, index, self.stride, self.roi_output_size,
                                  self.settings["roi_sampling_ratio"], method=method)
         return roi.roi_pool(features, flat, index, self.stride, self.roi_output_size, method=method)
 
-    def _head(self, features, rois, training, portable):
+    def _head(self, features, rois, training, crop_method):
         """``rois (B, R, 4)`` -> ``logits (B, R, K)``, ``deltas (B, R, K, 4)``."""
         batch, num_rois = tf.shape(rois)[0], tf.shape(rois)[1]
-        hidden = self.roi_head(self._pool(features, rois, portable), training=training)
+        hidden = self.roi_head(self._pool(features, rois, crop_method), training=training)
         logits, deltas = self.predictor(hidden)
         k = self.num_classes + 1
         return tf.reshape(logits, [batch, num_rois, k]), tf.reshape(deltas, [batch, num_rois, k, 4])
@@ -289,7 +289,8 @@ class FasterRCNN(keras.Model):
         logits, deltas = self.rpn_head(features)
         proposals, _, valid = self._proposals(logits, deltas, self._anchors(features), image_sizes,
                                               False, portable)
-        cls_logits, box_deltas = self._head(features, proposals, training, portable)
+        cls_logits, box_deltas = self._head(features, proposals, training,
+                                            "gather" if portable else "crop_and_resize")
         config = dataclasses.replace(self.detection_config, nms_method=self._nms_method(portable))
         return rcnn.postprocess(cls_logits, box_deltas, proposals, valid, image_sizes, config,
                                 parts=self.parts)
@@ -316,7 +317,10 @@ class FasterRCNN(keras.Model):
         proposals, _, valid = self._proposals(logits, deltas, anchors, image_sizes, True, portable)
         rois, roi_labels, roi_deltas = target_assignment.rcnn_targets(
             proposals, valid, gt_boxes, gt_labels, seed + 1, self.rcnn_target_config, parts=self.parts)
-        cls_logits, box_deltas = self._head(features, rois, training, portable)
+        # Crop by gathers whatever the device: on a CPU, crop_and_resize's gradient shards
+        # the RoIs over threads that add into the same feature map without atomics (races
+        # that drop updates where RoIs overlap); the gathers' gradient is a segment sum.
+        cls_logits, box_deltas = self._head(features, rois, training, "gather")
 
         sampled = rpn_labels >= 0
         roi_sampled = roi_labels >= 0

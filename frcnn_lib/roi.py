@@ -23,7 +23,10 @@ import tensorflow as tf
 
 # Two implementations of the same sampling, tested against each other and the reference:
 # "gather" compiles everywhere (XLA on GPU/TPU, TFLite); "crop_and_resize" is TensorFlow's
-# fused kernel, several times faster on a CPU without XLA.
+# fused kernel, several times faster on a CPU without XLA, for inference: its CPU gradient
+# (CropAndResizeGradImage) shards the RoIs over threads that add into the same feature map
+# without atomics, so where RoIs overlap updates are lost at random.  FasterRCNN's losses
+# therefore crop by gathers, whose gradient is a segment sum.
 METHODS = ("gather", "crop_and_resize")
 
 
