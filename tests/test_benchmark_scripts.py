@@ -84,9 +84,13 @@ def test_bench_promotion_quick_prints_the_op_count_and_three_models():
     assert rows[1:] == ["library", "graph parts", "all parts"]
 
 
-def test_course_noise_quick_trains_and_evaluates_twice():
+def test_course_noise_quick_trains_each_seed_and_the_same_seed_alike():
     stdout, _ = _run_quick("course_noise.py")
-    assert stdout.count("final loss") == 2 and "VOC2010+" in stdout
+    runs = [line.split(":", 1)[1].rsplit(",", 1)[0] for line in stdout.splitlines()
+            if line.startswith("run ")]                   # without the seconds
+    assert len(runs) == 3 and "VOC2010+" in runs[0]
+    assert runs[0] == runs[1], runs                         # seed 1 twice: the same numbers
+    assert "SUMMARY course noise: 1 of 1 same-seed pairs identical" in stdout
 
 
 def test_bench_training_controls_quick_trains_each_augmentation_and_evaluates():
