@@ -319,8 +319,9 @@ class FasterRCNN(keras.Model):
             proposals, valid, gt_boxes, gt_labels, seed + 1, self.rcnn_target_config, parts=self.parts)
         # Crop by gathers whatever the device: on a CPU, crop_and_resize's gradient shards
         # the RoIs over threads that add into the same feature map without atomics (races
-        # that drop updates where RoIs overlap); the gathers' gradient is a segment sum.
-        cls_logits, box_deltas = self._head(features, rois, training, "gather")
+        # that drop updates where RoIs overlap); the gathers' gradient is a scatter-add,
+        # compiled by XLA even where the step is not (roi.METHODS).
+        cls_logits, box_deltas = self._head(features, rois, training, "compiled_gather")
 
         sampled = rpn_labels >= 0
         roi_sampled = roi_labels >= 0

@@ -7,8 +7,9 @@ Coordinates: feature pixel ``(i, j)`` sits over the image point ``((j + 0.5) * s
 (i + 0.5) * stride)``, so an image coordinate ``x`` is the continuous feature coordinate
 ``x / stride - 0.5`` (Detectron2's ``aligned=True``).  Both functions take RoIs in image
 pixels (xyxy) with the index of the image each belongs to, and sample bilinearly for the
-whole batch at once, by gathers (``method="gather"``: compiles with XLA and TFLite) or by
-``tf.image.crop_and_resize`` (``"crop_and_resize"``: faster on a CPU, no XLA kernel).
+whole batch at once, by gathers (``method="gather"``: compiles with XLA and TFLite; or
+``"compiled_gather"``: the same, with its forward pass and gradient each run as one XLA kernel),
+or by ``tf.image.crop_and_resize`` (``"crop_and_resize"``: faster on a CPU, no XLA kernel).
 Borders as in
 Detectron2: a sample up to one pixel outside ``[0, Hf - 1] x [0, Wf - 1]`` reads the nearest
 edge value (so RoIs touching the image border see real features), farther out 0.
@@ -21,13 +22,15 @@ edge value (so RoIs touching the image border see real features), farther out 0.
 """
 import tensorflow as tf
 
-# Two implementations of the same sampling, tested against each other and the reference:
-# "gather" compiles everywhere (XLA on GPU/TPU, TFLite); "crop_and_resize" is TensorFlow's
-# fused kernel, several times faster on a CPU without XLA, for inference: its CPU gradient
-# (CropAndResizeGradImage) shards the RoIs over threads that add into the same feature map
-# without atomics, so where RoIs overlap updates are lost at random.  FasterRCNN's losses
-# therefore crop by gathers, whose gradient is a segment sum.
-METHODS = ("gather", "crop_and_resize")
+# Three implementations of the same sampling, tested against each other and the reference:
+# "gather" is plain ops that compile everywhere (XLA on GPU/TPU, TFLite); "crop_and_resize"
+# is TensorFlow's fused kernel, several times faster on a CPU without XLA, for inference:
+# its CPU gradient (CropAndResizeGradImage) shards the RoIs over threads that add into the
+# same feature map without atomics, so where RoIs overlap updates are lost at random.
+# "compiled_gather" runs the gathers, and apart their gradient (a scatter-add), as two XLA
+# kernels even inside a step that is not compiled: race-free like "gather" and, on a CPU,
+# about 3x faster than it with its gradient.  FasterRCNN's losses crop this way.
+METHODS = ("gather", "crop_and_resize", "compiled_gather")
 
 
 def _axis_positions(low, size, samples, first, last):
@@ -127,11 +130,51 @@ def _crop_by_crop_and_resize(features, rois, box_indices, stride, samples, first
     return tf.cast(crops, features.dtype)
 
 
+@tf.function(jit_compile=True)
+def _compiled_crop(features, rois, box_indices, stride, samples, first, last):
+    """:func:`_crop_by_gather` as one XLA kernel (traced once per setting, compiled per shape)."""
+    return _crop_by_gather(features, rois, box_indices, stride, samples, first, last)
+
+
+@tf.function(jit_compile=True)
+def _compiled_crop_gradient(features, rois, box_indices, upstream, stride, samples, first, last):
+    """The gradient of :func:`_crop_by_gather` with respect to ``features`` for ``upstream
+    (R, n, n, C)``, as one XLA kernel: a scatter-add of the four weighted taps of every sample.
+    The crop is linear in ``features``, so only their shape is read."""
+    with tf.GradientTape() as tape:
+        tape.watch(features)
+        crops = _crop_by_gather(features, rois, box_indices, stride, samples, first, last)
+    return tape.gradient(crops, features, output_gradients=upstream)
+
+
+def _crop_by_compiled_gather(features, rois, box_indices, stride, samples, first, last):
+    """:func:`_crop_by_gather` with its forward pass and its gradient each compiled by XLA.
+
+    Within a step that XLA does not compile (Keras' default on a CPU), TensorFlow's own
+    gradient of the gathers is many small ops over ``(R, n, n, C)`` tensors; one compiled
+    scatter-add is about 3x faster, and, unlike ``crop_and_resize``'s, free of races."""
+    features = tf.convert_to_tensor(features)
+    rois = tf.stop_gradient(tf.convert_to_tensor(rois, tf.float32))
+    box_indices = tf.cast(box_indices, tf.int32)
+
+    @tf.custom_gradient
+    def crop(feats):
+        def gradient(upstream):
+            return _compiled_crop_gradient(feats, rois, box_indices, upstream,
+                                           stride, samples, first, last)
+        return _compiled_crop(feats, rois, box_indices, stride, samples, first, last), gradient
+
+    return crop(features)
+
+
+_CROPS = {"gather": _crop_by_gather, "crop_and_resize": _crop_by_crop_and_resize,
+          "compiled_gather": _crop_by_compiled_gather}
+
+
 def _crop(features, rois, box_indices, stride, samples, first, last, method):
     if method not in METHODS:
         raise ValueError(f"method={method!r}: expected one of {', '.join(METHODS)}")
-    crop = _crop_by_gather if method == "gather" else _crop_by_crop_and_resize
-    return crop(features, rois, box_indices, stride, samples, first, last)
+    return _CROPS[method](features, rois, box_indices, stride, samples, first, last)
 
 
 def roi_pool(features, rois, box_indices, stride, output_size=7, method="gather"):
@@ -140,7 +183,8 @@ def roi_pool(features, rois, box_indices, stride, output_size=7, method="gather"
     Args:
       features: ``(B, Hf, Wf, C)``.  rois: ``(R, 4)`` xyxy image pixels.
       box_indices: ``(R,)`` int32, the image of each RoI.  stride: feature stride in pixels.
-      method: ``"gather"`` or ``"crop_and_resize"`` (same result; see ``METHODS``).
+      method: ``"gather"``, ``"crop_and_resize"`` or ``"compiled_gather"`` (same result;
+        see ``METHODS``).
     """
     crops = _crop(features, rois, box_indices, stride, 2 * output_size, 0.0, 1.0, method)
     return tf.nn.max_pool2d(crops, ksize=2, strides=2, padding="VALID")

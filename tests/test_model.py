@@ -316,7 +316,7 @@ def test_export_serves_images_without_detections(tmp_path):
     assert served["boxes"].shape == (len(images), model.settings["detections_max"], 4)
 
 
-@pytest.mark.parametrize("method", ["crop_and_resize", "gather"])
+@pytest.mark.parametrize("method", ["crop_and_resize", "gather", "compiled_gather"])
 def test_roi_sampling_ratio_reaches_roi_align(method):
     # The setting is RoIAlign's samples per bin and axis, on both of the model's pooling paths.
     from frcnn_lib import roi

@@ -152,6 +152,73 @@ def test_gradient_reaches_features_as_convex_weights():
     np.testing.assert_allclose(grad.sum(axis=(0, 1, 2)), [9.0, 9.0], rtol=1e-5)
 
 
+def _adjoint_case(rng, overlapping):
+    """Features, RoIs and an upstream gradient.  ``overlapping``: 40 RoIs over 2 images, many
+    sharing pixels; otherwise one RoI per image (nothing two RoIs write to is shared)."""
+    b, r = (2, 40) if overlapping else (4, 4)
+    feats, rois, idx, stride = _random_case(rng, b=b, h=9, w=11, c=5, r=r)
+    if not overlapping:
+        idx = np.arange(b, dtype=np.int32)
+    return feats, rois, idx, stride
+
+
+@pytest.mark.parametrize("overlapping", [False, True])
+def test_gradient_is_the_adjoint_of_the_reference_sampling(method, overlapping):
+    # Both crops are linear in the features: their gradient G for an upstream U is the adjoint,
+    # so <crop(F), U> = <F, G> for every F.  Checked against the numpy reference's crop, in
+    # float64, for RoIAlign (2 samples per bin) and RoI pooling's crop (roi_pool is a max of
+    # it: its gradient is this one routed through the argmax).  crop_and_resize's CPU
+    # gradient races where RoIs overlap (roi.METHODS), so it is held only to the other case.
+    if method == "crop_and_resize" and overlapping:
+        method = "gather"   # the overlapping case is for the race-free methods
+    rng = np.random.default_rng(57)
+    feats, rois, idx, stride = _adjoint_case(rng, overlapping)
+    upstream = rng.normal(0, 1, (len(rois), 6, 6, feats.shape[-1])).astype(np.float32)
+    features = tf.constant(feats)
+    with tf.GradientTape() as tape:
+        tape.watch(features)
+        crops = roi.roi_align(features, rois, idx, stride, 3, 2, method=method)
+        crops = tf.image.resize(crops, [6, 6], method="nearest")   # one more linear step
+        total = tf.reduce_sum(crops * upstream)
+    grad = tape.gradient(total, features).numpy().astype(np.float64)
+    want = ref.roi_align(feats, rois, idx, stride, 3, 2).astype(np.float64)
+    want = tf.image.resize(want, [6, 6], method="nearest").numpy()
+    probe = rng.normal(0, 1, feats.shape)           # <crop(probe), U> against <probe, G>
+    lhs = np.sum(tf.image.resize(ref.roi_align(probe, rois, idx, stride, 3, 2), [6, 6],
+                                 method="nearest").numpy() * upstream)
+    assert abs(lhs - np.sum(probe * grad)) < 1e-3 * max(1.0, abs(lhs))
+    np.testing.assert_allclose(float(total), np.sum(want * upstream), rtol=1e-4)
+
+
+def test_compiled_gather_gradient_repeats_and_matches_gather_in_every_compilation():
+    # The losses' crop: the same gradient as plain gathers, bit for bit on every call, alone,
+    # inside a traced step and inside an XLA-compiled one (each its own order of sums); float16 features get float16 grads.
+    rng = np.random.default_rng(58)
+    feats, rois, idx, stride = _adjoint_case(rng, overlapping=True)
+    upstream = rng.normal(0, 1, (len(rois), 3, 3, feats.shape[-1])).astype(np.float32)
+
+    def gradient(f, crop_method):
+        with tf.GradientTape() as tape:
+            tape.watch(f)
+            total = tf.reduce_sum(tf.cast(roi.roi_align(f, rois, idx, stride, 3, 2,
+                                                        method=crop_method), tf.float32) * upstream)
+        return tape.gradient(total, f)
+
+    features = tf.constant(feats)
+    want = gradient(features, "gather").numpy()
+    traced = tf.function(lambda f: gradient(f, "compiled_gather"))
+    compiled = tf.function(lambda f: gradient(f, "compiled_gather"), jit_compile=True)
+    for run in (lambda: gradient(features, "compiled_gather"), lambda: traced(features),
+                lambda: compiled(features)):
+        runs = [run().numpy() for _ in range(3)]
+        np.testing.assert_allclose(runs[0], want, atol=1e-5)
+        for got in runs[1:]:
+            np.testing.assert_array_equal(got, runs[0])
+    half = gradient(tf.constant(feats, tf.float16), "compiled_gather")
+    assert half.dtype == tf.float16
+    np.testing.assert_allclose(half.numpy().astype(np.float32), want, atol=2e-2)
+
+
 def test_output_shapes_and_dtype():
     feats = np.zeros((2, 5, 5, 4), np.float16)
     out = roi_align(feats, [[0.0, 0.0, 30.0, 30.0]] * 3, [0, 1, 1], 8, 7, 2)
