@@ -130,13 +130,15 @@ def _crop_by_crop_and_resize(features, rois, box_indices, stride, samples, first
     return tf.cast(crops, features.dtype)
 
 
-@tf.function(jit_compile=True)
+# reduce_retracing: eager calls on ever new shapes (a notebook's) trace once with unknown
+# sizes rather than once per shape; XLA still compiles each shape it meets.
+@tf.function(jit_compile=True, reduce_retracing=True)
 def _compiled_crop(features, rois, box_indices, stride, samples, first, last):
     """:func:`_crop_by_gather` as one XLA kernel (traced once per setting, compiled per shape)."""
     return _crop_by_gather(features, rois, box_indices, stride, samples, first, last)
 
 
-@tf.function(jit_compile=True)
+@tf.function(jit_compile=True, reduce_retracing=True)
 def _compiled_crop_gradient(features, rois, box_indices, upstream, stride, samples, first, last):
     """The gradient of :func:`_crop_by_gather` with respect to ``features`` for ``upstream
     (R, n, n, C)``, as one XLA kernel: a scatter-add of the four weighted taps of every sample.
