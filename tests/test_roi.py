@@ -165,10 +165,10 @@ def _adjoint_case(rng, overlapping):
 @pytest.mark.parametrize("overlapping", [False, True])
 def test_gradient_is_the_adjoint_of_the_reference_sampling(method, overlapping):
     # Both crops are linear in the features: their gradient G for an upstream U is the adjoint,
-    # so <crop(F), U> = <F, G> for every F.  Checked against the numpy reference's crop, in
-    # float64, for RoIAlign (2 samples per bin) and RoI pooling's crop (roi_pool is a max of
-    # it: its gradient is this one routed through the argmax).  crop_and_resize's CPU
-    # gradient races where RoIs overlap (roi.METHODS), so it is held only to the other case.
+    # so <crop(F), U> = <F, G> for every F.  Checked against the numpy reference's RoIAlign
+    # (2 samples per bin), in float64; roi_pool samples through the same crop function, its
+    # gradient routed through the max.  crop_and_resize's CPU gradient races where RoIs
+    # overlap (roi.METHODS), so it is held only to the other case.
     if method == "crop_and_resize" and overlapping:
         method = "gather"   # the overlapping case is for the race-free methods
     rng = np.random.default_rng(57)
