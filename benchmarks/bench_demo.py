@@ -10,8 +10,14 @@ Prints, per seed, the curve of both metrics against steps, the final metrics, th
 and whether the goal holds: VOC07 >= 0.90 and VOC2010+ >= 0.975 at the end (``--goal-steps``,
 4000 steps), for every seed.
 
+``--set KEY=VALUE`` (a FasterRCNN argument of the preset's ``model``) and ``--train-set
+KEY=VALUE`` (a setting of its ``train`` dict: ``epochs``, ``learning_rate``, ``warmup_steps``,
+...), VALUE in JSON, try a lever of the recipe on every seed; the goal check counts the steps
+that run.
+
 Run: ``.venv/bin/python benchmarks/bench_demo.py [--seeds 0,1,2] [--out runs/bench_demo]
-[--quick]``.  Minutes per seed: the demo's training plus 8 evaluations of 300 images.
+[--set KEY=VALUE ...] [--train-set KEY=VALUE ...] [--quick]``.  Minutes per seed: the demo's
+training plus an evaluation of 300 images per epoch.
 """
 import argparse
 import json
@@ -21,13 +27,29 @@ import time
 import _common as C
 import keras
 
+from frcnn_lib.cli.common import check_overrides, parse_overrides
 from frcnn_lib.cli.report import DemoSettings, run_demo
 from frcnn_lib.datasets import shapes
 from frcnn_lib.evaluation import evaluate_voc
+from frcnn_lib.model import DEFAULTS
+from frcnn_lib.runtime.errors import FrcnnError
 from frcnn_lib.training import runs as training
-from frcnn_lib.training.presets import get_preset
+from frcnn_lib.training.presets import PRESETS, TRAIN_CONTROLS, get_preset
 
 GOAL_VOC07, GOAL_VOC2010 = 0.90, 0.975
+# What a preset's train dict may set: the presets' own keys, the training controls and the
+# optional gradient clipping read by training.make_optimizer.
+TRAIN_KEYS = sorted(set().union(*(p["train"] for p in PRESETS.values()), TRAIN_CONTROLS, ["clipnorm"]))
+
+
+def train_overrides(pairs):
+    """``--train-set KEY=VALUE`` pairs as a dict; an unknown key raises ``FrcnnError``."""
+    out = parse_overrides(pairs)
+    for key in out:
+        if key not in TRAIN_KEYS:
+            raise FrcnnError(f"--train-set {key}: not a training setting; expected one of "
+                             f"{', '.join(TRAIN_KEYS)}")
+    return out
 
 
 class TestCurve(keras.callbacks.Callback):
@@ -52,21 +74,30 @@ def main():
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--out", default="runs/bench_demo", help="a run folder per seed under it")
     parser.add_argument("--goal-steps", type=int, default=4000)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a FasterRCNN argument of the preset, VALUE in JSON")
+    parser.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a training setting of the preset, VALUE in JSON")
     parser.add_argument("--quick", action="store_true", help="1 epoch of 8 images, 16 test images")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    train = get_preset("shapes_cpu")["train"]
+    model_set = parse_overrides(args.set)
+    check_overrides(model_set, DEFAULTS)
+    train_set = train_overrides(args.train_set)
+    train = {**get_preset("shapes_cpu")["train"], **train_set}
     epochs, train_images = (1, 8) if args.quick else (train["epochs"], train["train_images"])
     test_images = 16 if args.quick else train["test_images"]
     steps_per_epoch = -(-train_images // train["batch_size"])
     print(C.machine_info())
     print(f"frcnn demo (shapes_cpu): {epochs} epochs x {steps_per_epoch} steps at batch "
-          f"{train['batch_size']}, {train_images} training images, {test_images} test images")
+          f"{train['batch_size']}, {train_images} training images, {test_images} test images"
+          + (f"; overrides: model {model_set}, train {train_set}" if model_set or train_set else ""))
     results = {}
     for seed in seeds:
         curve = TestCurve(shapes.load("test", num_images=test_images), steps_per_epoch)
         settings = DemoSettings(out=os.path.join(args.out, f"seed{seed}"), epochs=epochs,
-                                train_images=train_images, test_images=test_images, seed=seed)
+                                train_images=train_images, test_images=test_images, seed=seed,
+                                model_overrides=model_set, train_overrides=train_set)
         metrics = run_demo(settings, verbose=0, extra_callbacks=(curve,),
                            announce=lambda line: print(f"seed {seed}: {line}", flush=True))
         results[seed] = {"curve": curve.rows, "metrics": metrics, "curve_seconds": curve.seconds}

@@ -128,3 +128,29 @@ def test_bench_demo_quick_curve_ends_at_the_demos_own_result(tmp_path):
     assert "goal NOT met for seeds 1" in stdout
     metrics = json.loads((tmp_path / "seed1" / "metrics.json").read_text())
     assert metrics["seed"] == 1 and metrics["steps"] == 2 and metrics["median_step_seconds"] > 0
+
+
+def test_bench_demo_applies_and_records_its_overrides(tmp_path):
+    # A lever of the recipe goes to every seed's model and schedule, and the run says so.
+    stdout, _ = _run_quick("bench_demo.py", "--seeds", "0", "--out", str(tmp_path),
+                           "--set", "image_min_side=96", "--set", "image_max_side=96",
+                           "--train-set", "warmup_steps=1", "--train-set", "learning_rate=0.002")
+    assert "overrides: model {'image_min_side': 96, 'image_max_side': 96}, train " \
+           "{'warmup_steps': 1, 'learning_rate': 0.002}" in stdout
+    run = tmp_path / "seed0"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["overrides"] == {"model": {"image_min_side": 96, "image_max_side": 96},
+                                    "train": {"warmup_steps": 1, "learning_rate": 0.002}}
+    config = json.loads((run / "config.json").read_text())
+    assert '"image_min_side": 96' in json.dumps(config) and '"warmup_steps": 1' in json.dumps(config)
+    assert "preset with image_min_side=96, image_max_side=96, warmup_steps=1, learning_rate=0.002" \
+        in (run / "report.md").read_text()
+
+
+def test_bench_demo_rejects_an_unknown_setting_before_training(tmp_path):
+    done = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "bench_demo.py"), "--quick",
+                           "--out", str(tmp_path), "--train-set", "warmup=200"],
+                          cwd=BENCHMARKS, env=subprocess_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode != 0 and "--train-set warmup: not a training setting" in done.stderr
+    assert "warmup_steps" in done.stderr and not any(tmp_path.iterdir())

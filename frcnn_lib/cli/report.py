@@ -50,13 +50,18 @@ class DemoSettings:
     ``seed`` seeds the weights' initialisation, the data order and the target sampling: one
     seed, one run (the shapes images themselves are the canonical ones whatever the seed).
     ``precision``: a dtype policy of ``frcnn_lib.training.precision`` for the model (None:
-    float32, or whatever global policy the caller set)."""
+    float32, or whatever global policy the caller set).
+    ``model_overrides`` / ``train_overrides``: keys of the preset's ``model`` dict (FasterRCNN
+    arguments) and ``train`` dict to replace (``benchmarks/bench_demo.py --set`` tries the
+    recipe's levers this way); recorded in ``metrics.json``."""
     out: str = "runs/demo"
     epochs: int | None = None
     train_images: int | None = None
     test_images: int | None = None
     seed: int = 0
     precision: str | None = None
+    model_overrides: dict = dataclasses.field(default_factory=dict)
+    train_overrides: dict = dataclasses.field(default_factory=dict)
 
 
 def run_demo(settings=DemoSettings(), verbose=1, announce=print, extra_callbacks=()):
@@ -68,7 +73,8 @@ def run_demo(settings=DemoSettings(), verbose=1, announce=print, extra_callbacks
     split during training).  Returns the metrics written to ``OUT/metrics.json``."""
     out, seed, precision = settings.out, int(settings.seed), settings.precision
     preset = get_preset("shapes_cpu")
-    train = preset["train"]
+    preset["model"].update(settings.model_overrides)
+    train = {**preset["train"], **settings.train_overrides}
     for key in ("epochs", "train_images", "test_images"):
         if getattr(settings, key) is not None:
             train[key] = getattr(settings, key)
@@ -107,7 +113,9 @@ def run_demo(settings=DemoSettings(), verbose=1, announce=print, extra_callbacks
         "seconds": {"data": t1 - t0, "train": t2 - t1, "evaluate": t3 - t2, "total": t3 - t0},
         "steps": len(step_times.seconds), "median_step_seconds": step_times.median,
         "eval_seconds_per_image": sec_per_image,
-        "epochs": train["epochs"], "seed": seed, "train_images": len(train_data), "test_images": len(test_data),
+        "epochs": train["epochs"], "seed": seed,
+        "train_images": len(train_data), "test_images": len(test_data),
+        "overrides": {"model": dict(settings.model_overrides), "train": dict(settings.train_overrides)},
         "precision": precision_of(model),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}",
     }
@@ -125,9 +133,11 @@ def _write_markdown(path, metrics, history):
     s = metrics["seconds"]
     last = {k: v[-1] for k, v in history.items()}
     losses = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if not k.startswith("val_"))
+    changed = ", ".join(f"{k}={v!r}" for part in ("model", "train")
+                        for k, v in metrics["overrides"][part].items())
     text = f"""# frcnn demo: Faster R-CNN on the shapes data
 
-Trained the `shapes_cpu` preset (small backbone, stride 8, {metrics['precision']}) for {metrics['epochs']} epochs on
+Trained the `shapes_cpu` preset{f" with {changed}" if changed else ""} (small backbone, stride 8, {metrics['precision']}) for {metrics['epochs']} epochs on
 {metrics['train_images']} generated images; evaluated on {metrics['test_images']} held-out test images.
 
 | metric | value |
