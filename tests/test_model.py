@@ -208,6 +208,55 @@ def test_fit_with_a_seed_is_reproducible():
     assert all(np.array_equal(a, b) for a, b in zip(runs[0][0].get_weights(), runs[1][0].get_weights()))
 
 
+@pytest.mark.parametrize("precision", ["float32", "mixed_float16"])
+def test_train_step_decays_the_kernels_as_the_loss_term_would(precision):
+    # The decay, 0.5 * wd * sum(W**2) over the kernels, has the gradient wd * W.  By hand, SGD
+    # at learning rate lr moves each kernel by lr * wd * W beyond the same step without decay
+    # (the losses' gradient is the same: same weights, same batch, a deterministic step), and
+    # leaves every other weight where that step puts it; under mixed_float16 the loss scale
+    # multiplies the decay's gradient and is divided out again.  In float32 the textbook step
+    # (the decay written with tf.square in the loss, through the tape) must also agree, loss
+    # included.
+    from frcnn_lib.training.precision import policy_scope
+    images, targets = make_batch()
+    lr, wd = 0.5, 0.05
+
+    def compiled(weight_decay):
+        keras.utils.set_random_seed(0)
+        with policy_scope(precision):
+            model = tiny_model(weight_decay=weight_decay)
+            model.build()
+            model.compile(optimizer=keras.optimizers.SGD(lr))
+        for w in model.trainable_weights:   # biases start at 0, where a decay of them is 0 too
+            if "kernel" not in w.path:
+                w.assign(w + 0.1)
+        return model
+
+    library, undecayed = compiled(wd), compiled(0.0)
+    start = [w.numpy() for w in library.trainable_weights]
+    logs = library.train_on_batch(images, targets, return_dict=True)
+    undecayed.train_on_batch(images, targets)
+    for w0, a, c in zip(start, library.trainable_weights, undecayed.trainable_weights):
+        assert not np.array_equal(c.numpy(), w0), f"{c.path}: the step did not move it"
+        expected = c.numpy() - (lr * wd * w0 if "kernel" in a.path else 0.0)
+        np.testing.assert_allclose(a.numpy(), expected, rtol=1e-6, atol=1e-7, err_msg=a.path)
+    if precision != "float32":
+        return
+
+    textbook = compiled(wd)
+    s = textbook.settings
+    with tf.GradientTape() as tape:
+        parts = textbook.compute_losses(images, targets, training=True)
+        total = tf.add_n([s[f"loss_{n}_weight"] * parts[n] for n in LOSS_NAMES])
+        total += 0.5 * wd * tf.add_n([tf.reduce_sum(tf.square(w))
+                                      for w in textbook.trainable_weights if "kernel" in w.path])
+    grads = tape.gradient(total, textbook.trainable_weights)
+    textbook.optimizer.apply_gradients(zip(grads, textbook.trainable_weights))
+    assert logs["loss"] == pytest.approx(float(total), rel=1e-5)
+    for a, b in zip(library.trainable_weights, textbook.trainable_weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
+
+
 # ----------------------------------------------------------------------------- Keras training API
 def test_fit_logs_exactly_the_four_losses_and_the_total(overfit):
     record = overfit["record"]
