@@ -10,11 +10,13 @@ name        stride  C     trunk                        RoI head
 ``vgg16``   16      512   VGG-16 up to conv5_3          fc6, fc7 (``head_units``, 4096)
 ``resnet50`` 16     1024  ResNet-50 C1-C4               the C5 stage + global avg pool
 ``small``   8       128   6 convs (3 stride-2 stages)   two fc layers (``head_units``)
+``small_deep`` 8    128   8 convs: 3 in stages 2, 3    two fc layers (``head_units``)
 ==========  ======  ====  ===========================  =================================
 
 ``small`` is this project's fast CPU backbone: about 0.3 M parameters in the trunk,
 trained from scratch in minutes on the shapes data; stride 8 keeps small objects
-on several feature pixels.  ``vgg16`` is the paper's.  ImageNet weights come from
+on several feature pixels.  Its receptive field is 43 px; ``small_deep`` adds a 3x3
+convolution to stages 2 and 3 (0.47 M parameters), which widens it to 67 px.  ``vgg16`` is the paper's.  ImageNet weights come from
 ``keras.applications`` (downloaded to ``~/.keras/models`` on first use).  Which layers are
 frozen follows from the settings alone (:func:`frozen_stages_for`, :func:`freeze`): with
 pretrained weights, conv1-conv2 of VGG-16 and the stem + res2 of ResNet-50, whose
@@ -27,8 +29,11 @@ from keras import layers
 
 from frcnn_lib.runtime.errors import FrcnnError, MissingWeightsError
 
-BACKBONES = ("vgg16", "resnet50", "small")
-STRIDES = {"vgg16": 16, "resnet50": 16, "small": 8}
+BACKBONES = ("vgg16", "resnet50", "small", "small_deep")
+# The trunks built here (no ImageNet weights): stride-1 3x3 convolutions after each stage's
+# stride-2 one, for the stages of 32, 64 and 128 channels.
+SMALL_TRUNKS = {"small": (1, 1, 1), "small_deep": (1, 2, 2)}
+STRIDES = {"vgg16": 16, "resnet50": 16, "small": 8, "small_deep": 8}
 # Files keras.applications looks for in ~/.keras/models before downloading.
 IMAGENET_FILES = {
     "vgg16": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
@@ -41,7 +46,7 @@ _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 # so that a padded band looks like "no signal" to the first convolution (as when the
 # reference implementations pad after normalising).
 NEUTRAL_RGB = {"vgg16": _CAFFE_MEAN_BGR[::-1], "resnet50": _CAFFE_MEAN_BGR[::-1],
-               "small": (127.5, 127.5, 127.5)}
+               "small": (127.5, 127.5, 127.5), "small_deep": (127.5, 127.5, 127.5)}
 
 # Stages that ``frozen_stages`` counts, in order, by layer-name prefix.  VGG-16: its five
 # conv blocks.  ResNet-50: the stem (conv1 + pool1, Detectron2's "stem") and res2..res4 of the
@@ -50,12 +55,13 @@ STAGES = {
     "vgg16": [("block1_",), ("block2_",), ("block3_",), ("block4_",), ("block5_",)],
     "resnet50": [("conv1_", "pool1_"), ("conv2_",), ("conv3_",), ("conv4_",)],
     "small": [("stage1_",), ("stage2_",), ("stage3_",)],
+    "small_deep": [("stage1_",), ("stage2_",), ("stage3_",)],
 }
 # Frozen when starting from pretrained weights.  VGG-16: conv1-conv2 (Ren et al. 2015, sec. 4;
 # py-faster-rcnn's prototxts set lr_mult 0 there).  ResNet-50: stem + res2 (Detectron2's
 # MODEL.BACKBONE.FREEZE_AT = 2; torchvision's trainable_backbone_layers = 3 leaves the same
 # frozen).  From random weights nothing is frozen.
-PRETRAINED_FROZEN_STAGES = {"vgg16": 2, "resnet50": 2, "small": 0}
+PRETRAINED_FROZEN_STAGES = {"vgg16": 2, "resnet50": 2, "small": 0, "small_deep": 0}
 
 
 class CaffePreprocess(layers.Layer):
@@ -104,14 +110,16 @@ def _imagenet_application(name, weights):
 
 def _trunk(name, weights):
     """The ``keras.Model`` image -> feature map (without preprocessing)."""
-    if name == "small":
+    if name in SMALL_TRUNKS:
         inputs = keras.Input((None, None, 3))
         x = inputs
-        for i, filters in enumerate((32, 64, 128)):
+        for i, (filters, convs) in enumerate(zip((32, 64, 128), SMALL_TRUNKS[name])):
             x = layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu",
                               name=f"stage{i + 1}_down")(x)
-            x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"stage{i + 1}_conv")(x)
-        return keras.Model(inputs, x, name="small_trunk")
+            for k in range(convs):
+                x = layers.Conv2D(filters, 3, padding="same", activation="relu",
+                                  name=f"stage{i + 1}_conv{k + 1 if k else ''}")(x)
+        return keras.Model(inputs, x, name=f"{name}_trunk")
     if weights == "imagenet":
         app = _imagenet_application(name, weights)
     else:
@@ -137,12 +145,12 @@ def build_backbone(name, weights=None):
     if weights is not None and weights != "imagenet" and not os.path.isfile(str(weights)):
         raise FrcnnError(f"backbone_weights={weights!r}: no such file (expected None, 'imagenet' "
                          f"or the path of a .weights.h5 file)")
-    if weights == "imagenet" and name == "small":
-        raise FrcnnError("backbone_weights='imagenet': the 'small' backbone has no ImageNet weights; "
+    if weights == "imagenet" and name in SMALL_TRUNKS:
+        raise FrcnnError(f"backbone_weights='imagenet': the {name!r} backbone has no ImageNet weights; "
                          "use backbone='vgg16' or 'resnet50', or backbone_weights=None")
     trunk = _trunk(name, weights)
     inputs = keras.Input((None, None, 3), name="images")
-    pre = UnitScale(name="preprocess") if name == "small" else CaffePreprocess(name="preprocess")
+    pre = UnitScale(name="preprocess") if name in SMALL_TRUNKS else CaffePreprocess(name="preprocess")
     backbone = keras.Model(inputs, trunk(pre(inputs)), name=f"{name}_backbone")
     if weights is not None and weights != "imagenet":
         try:
@@ -156,7 +164,7 @@ def build_backbone(name, weights=None):
 def build_roi_head(name, roi_channels, pool_size, units, dropout=0.5):
     """The per-RoI network after RoI pooling: ``(R, S, S, C) -> (R, F)`` features.
 
-    ``vgg16`` and ``small``: flatten, then two fully connected layers of ``units`` with
+    ``vgg16`` and the small ones: flatten, then two fully connected layers of ``units`` with
     ReLU and dropout (VGG-16's fc6 and fc7).  ``resnet50``: the C5 stage of ResNet-50
     (stride 2 on ``S x S`` RoIs) and global average pooling, F = 2048.
     """
@@ -200,7 +208,7 @@ def copy_imagenet_head_weights(name, roi_head):
     Needs the full ``keras.applications`` model (with its top for VGG-16); raises a
     FrcnnError naming the file to provide when it cannot be loaded.
     """
-    if name == "small":
+    if name in SMALL_TRUNKS:
         return
     try:
         if name == "vgg16":

@@ -11,6 +11,7 @@ import urllib.error
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from frcnn_lib import FasterRCNN, FrcnnError
 from frcnn_lib.backbones import IMAGENET_FILES, build_backbone
@@ -19,7 +20,7 @@ from helpers.synthetic import check_padded_detections
 SMALL_HEADS = dict(anchor_scales=(32, 64), anchor_ratios=(0.5, 1.0, 2.0), rpn_channels=32,
                    roi_head_units=32, rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=8,
                    detections_max=5)
-CHANNELS = {"small": 128, "vgg16": 512, "resnet50": 1024}
+CHANNELS = {"small": 128, "small_deep": 128, "vgg16": 512, "resnet50": 1024}
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +52,14 @@ def _feature_size(size, name):
     'valid' 2x2 max pools round down."""
     if name == "vgg16":
         return size // 16
-    stride = {"small": 8, "resnet50": 16}[name]
+    stride = {"small": 8, "small_deep": 8, "resnet50": 16}[name]
     return -(-size // stride)
 
 
-@pytest.mark.parametrize("name", ["small", "vgg16", "resnet50"])
+@pytest.mark.parametrize("name", ["small", "small_deep", "vgg16", "resnet50"])
 def test_feature_map_size_follows_the_stride(big_models, name):
-    if name == "small":
-        backbone, stride = build_backbone("small")
+    if name.startswith("small"):
+        backbone, stride = build_backbone(name)
         assert stride == 8
     else:
         backbone, stride = big_models(name).backbone, big_models(name).stride
@@ -68,10 +69,31 @@ def test_feature_map_size_follows_the_stride(big_models, name):
         assert tuple(features.shape) == expected, (name, height, width, features.shape)
 
 
-def test_imagenet_weights_for_the_small_backbone_are_rejected():
-    with pytest.raises(FrcnnError, match="small") as info:
-        FasterRCNN(2, backbone="small", backbone_weights="imagenet")
+@pytest.mark.parametrize("name", ["small", "small_deep"])
+def test_imagenet_weights_for_the_small_backbones_are_rejected(name):
+    with pytest.raises(FrcnnError, match=f"'{name}'") as info:
+        FasterRCNN(2, backbone=name, backbone_weights="imagenet")
     assert "imagenet" in str(info.value)
+
+
+@pytest.mark.parametrize("name,convs,field", [("small", 6, 43), ("small_deep", 8, 67)])
+def test_the_small_trunks_receptive_field(name, convs, field):
+    # By hand: each 3x3 conv widens the field by 2 x the stride so far (strides 2, 2, 2):
+    # small 3+4+4+8+8+16 = 43 px; small_deep adds a conv at stride 4 and one at 8: +8 +16 = 67.
+    # Measured: with positive weights every path is live, and the input pixels that move one
+    # feature cell are exactly its field.
+    trunk = build_backbone(name)[0].get_layer(f"{name}_trunk")
+    kernels = [layer for layer in trunk.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(kernels) == convs
+    for layer in kernels:
+        kernel, bias = layer.get_weights()
+        layer.set_weights([np.full_like(kernel, 1.0 / kernel[..., 0].size), np.full_like(bias, 0.1)])
+    x = tf.ones((1, 160, 160, 3))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        cell = trunk(x)[0, 10, 10, 0]
+    rows = np.flatnonzero(np.abs(tape.gradient(cell, x)[0]).sum(axis=(1, 2)))
+    assert rows[-1] - rows[0] + 1 == field
 
 
 @pytest.mark.parametrize("name", ["small", "vgg16"])
