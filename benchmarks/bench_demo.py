@@ -1,7 +1,7 @@
 """Benchmark: the main job (`frcnn demo`) for several seeds, and its accuracy against steps.
 
 For each seed this runs ``frcnn_lib.cli.report.run_demo``, the function ``frcnn demo --seed S``
-runs (the ``shapes_cpu`` preset, its data, its schedule), with one more callback: after every
+runs (``--preset``, by default the main job's ``shapes_224``: its data, its schedule), with one more callback: after every
 epoch (500 steps at batch 4) it evaluates VOC07 11-point and VOC2010+ area mAP@0.5 on the
 demo's held-out test images (300), as the demo's final evaluation does.  That evaluation's time
 is reported apart; the demo's own median step time (``metrics.json``) comes from the same run.
@@ -16,7 +16,7 @@ KEY=VALUE`` (a setting of its ``train`` dict: ``epochs``, ``learning_rate``, ``w
 that run.
 
 Run: ``.venv/bin/python benchmarks/bench_demo.py [--seeds 0,1,2] [--out runs/bench_demo]
-[--set KEY=VALUE ...] [--train-set KEY=VALUE ...] [--quick]``.  Minutes per seed: the demo's
+[--preset shapes_224] [--set KEY=VALUE ...] [--train-set KEY=VALUE ...] [--quick]``.  Minutes per seed: the demo's
 training plus an evaluation of 300 images per epoch.
 """
 import argparse
@@ -34,7 +34,7 @@ from frcnn_lib.evaluation import evaluate_voc
 from frcnn_lib.model import DEFAULTS
 from frcnn_lib.runtime.errors import FrcnnError
 from frcnn_lib.training import runs as training
-from frcnn_lib.training.presets import PRESETS, TRAIN_CONTROLS, get_preset
+from frcnn_lib.training.presets import PRESETS, SHAPES_PRESETS, TRAIN_CONTROLS, get_preset
 
 GOAL_VOC07, GOAL_VOC2010 = 0.90, 0.975
 # What a preset's train dict may set: the presets' own keys, the training controls and the
@@ -73,6 +73,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--out", default="runs/bench_demo", help="a run folder per seed under it")
+    parser.add_argument("--preset", choices=SHAPES_PRESETS, default="shapes_224",
+                        help="the preset the demo trains (default shapes_224, the main job's)")
     parser.add_argument("--goal-steps", type=int, default=4000)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a FasterRCNN argument of the preset, VALUE in JSON")
@@ -84,18 +86,18 @@ def main():
     model_set = parse_overrides(args.set)
     check_overrides(model_set, DEFAULTS)
     train_set = train_overrides(args.train_set)
-    train = {**get_preset("shapes_cpu")["train"], **train_set}
+    train = {**get_preset(args.preset)["train"], **train_set}
     epochs, train_images = (1, 8) if args.quick else (train["epochs"], train["train_images"])
     test_images = 16 if args.quick else train["test_images"]
     steps_per_epoch = -(-train_images // train["batch_size"])
     print(C.machine_info())
-    print(f"frcnn demo (shapes_cpu): {epochs} epochs x {steps_per_epoch} steps at batch "
+    print(f"frcnn demo ({args.preset}): {epochs} epochs x {steps_per_epoch} steps at batch "
           f"{train['batch_size']}, {train_images} training images, {test_images} test images"
           + (f"; overrides: model {model_set}, train {train_set}" if model_set or train_set else ""))
     results = {}
     for seed in seeds:
         curve = TestCurve(shapes.load("test", num_images=test_images), steps_per_epoch)
-        settings = DemoSettings(out=os.path.join(args.out, f"seed{seed}"), epochs=epochs,
+        settings = DemoSettings(out=os.path.join(args.out, f"seed{seed}"), preset=args.preset, epochs=epochs,
                                 train_images=train_images, test_images=test_images, seed=seed,
                                 model_overrides=model_set, train_overrides=train_set)
         metrics = run_demo(settings, verbose=0, extra_callbacks=(curve,),

@@ -86,10 +86,30 @@ def test_frcnn_demo_precision_reaches_the_report(tmp_path):
     assert keras.config.dtype_policy().name == "float32"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["precision"] == "mixed_bfloat16" and metrics["epochs"] == 1 and metrics["seed"] == 3
+    assert (metrics["preset"], metrics["backbone"], metrics["image_side"]) == ("shapes_224", "small_deep", 224)
     assert 0.0 <= metrics["mAP_voc07"] <= 1.0
     assert "mixed_bfloat16" in (out / "report.md").read_text()
     model = keras.models.load_model(out / "model.keras")
     assert precision_of(model) == "mixed_bfloat16" and model.settings["seed"] == 3
+
+
+def test_frcnn_demo_trains_the_shapes_preset_it_is_given(tmp_path, capsys):
+    out = tmp_path / "course"
+    assert _call(["demo", "--out", out, "--preset", "shapes_cpu", "--epochs", "1",
+                  "--train-images", "4", "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["preset"], metrics["backbone"], metrics["image_side"]) == ("shapes_cpu", "small", 160)
+    assert "`shapes_cpu` preset (`small` backbone, 160 px images" in (out / "report.md").read_text()
+    model = keras.models.load_model(out / "model.keras")
+    assert model.settings["image_min_side"] == 160 and model.settings["detections_nms_iou"] == 0.3
+    # Presets on other data are refused: in one line by the command, by name through the API.
+    code = _call(["demo", "--out", tmp_path / "voc", "--preset", "voc_vgg16"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and "--preset" in err[-1] and "shapes_224" in err[-1]
+    from frcnn_lib.cli.report import DemoSettings, run_demo
+    with pytest.raises(FrcnnError, match="preset 'voc_vgg16'.*shapes_cpu, shapes_224"):
+        run_demo(DemoSettings(out=str(tmp_path / "voc"), preset="voc_vgg16"), verbose=0)
+    assert not (tmp_path / "voc").exists()
 
 
 def test_frcnn_demo_refuses_a_negative_seed_in_one_line(tmp_path, capsys):

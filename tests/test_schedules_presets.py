@@ -49,3 +49,29 @@ def test_presets_match_their_references():
     assert t["epochs"] * 118_287 == pytest.approx(90_000 * 16, rel=0.02)
     for preset in PRESETS.values():
         assert set(preset["model"]) <= set(DEFAULTS)
+
+
+def test_the_main_jobs_preset_is_the_courses_detector_with_its_levers():
+    # shapes_224 (make demo) changes shapes_cpu (the course's detector) in exactly the levers
+    # benchmarks/README.md measures, and trains 4000 steps at batch 4.
+    course, main = PRESETS["shapes_cpu"], PRESETS["shapes_224"]
+    before, after = {**DEFAULTS, **course["model"]}, {**DEFAULTS, **main["model"]}
+    changed = {k: v for k, v in after.items() if before[k] != v}
+    assert changed == dict(backbone="small_deep", anchor_scales=(20, 31, 50, 82), anchor_ratios=(0.6, 1.0, 1.5),
+                           detections_nms_iou=0.5, image_min_side=224, image_max_side=224)
+    t = main["train"]
+    assert {k: v for k, v in t.items() if course["train"].get(k) != v} == dict(
+        learning_rate=2e-3, warmup_steps=200, warmup_factor=0.1, epochs=8)
+    assert t["epochs"] * -(-t["train_images"] // t["batch_size"]) == 4000
+
+
+def test_the_main_jobs_anchors_are_what_frcnn_anchors_fits_at_224_px():
+    # `frcnn anchors --set image_min_side=224 --set image_max_side=224`: its fit at x1.
+    from frcnn_lib.datasets import shapes
+    from frcnn_lib.training import anchor_fit
+
+    m = PRESETS["shapes_224"]["model"]
+    groups = anchor_fit.resized_boxes(shapes.load("train"), m["image_min_side"], m["image_max_side"], 2000, 0)
+    sizes, aspects = anchor_fit.size_and_aspect(np.concatenate(list(groups.values())))
+    scales, ratios = anchor_fit.fit_scales_ratios(sizes, aspects, 4, 3)
+    assert (tuple(scales), tuple(ratios)) == (m["anchor_scales"], m["anchor_ratios"])

@@ -18,7 +18,8 @@ from frcnn_lib.datasets import shapes
 from frcnn_lib.evaluation import evaluate_voc
 from frcnn_lib.model import FasterRCNN
 from frcnn_lib.training.precision import policy_scope, precision_of
-from frcnn_lib.training.presets import get_preset
+from frcnn_lib.training.presets import SHAPES_PRESETS, get_preset
+from frcnn_lib.runtime.errors import FrcnnError
 from frcnn_lib.runtime.progress import stage
 from frcnn_lib.evaluation.visualize import detection_grid, plot_history
 
@@ -45,7 +46,10 @@ class StepTimes(keras.callbacks.Callback):
 
 @dataclasses.dataclass(frozen=True)
 class DemoSettings:
-    """What one run of the main job varies; ``None`` keeps the ``shapes_cpu`` preset's value.
+    """What one run of the main job varies; ``None`` keeps the preset's value.
+
+    ``preset``: a preset of ``training/presets.py`` on the shapes data (:data:`SHAPES_PRESETS`):
+    ``shapes_224``, the main job's recipe, or ``shapes_cpu``, the course's detector.
 
     ``seed`` seeds the weights' initialisation, the data order and the target sampling: one
     seed, one run (the shapes images themselves are the canonical ones whatever the seed).
@@ -55,6 +59,7 @@ class DemoSettings:
     arguments) and ``train`` dict to replace (``benchmarks/bench_demo.py --set`` tries the
     recipe's levers this way); recorded in ``metrics.json``."""
     out: str = "runs/demo"
+    preset: str = "shapes_224"
     epochs: int | None = None
     train_images: int | None = None
     test_images: int | None = None
@@ -65,14 +70,17 @@ class DemoSettings:
 
 
 def run_demo(settings=DemoSettings(), verbose=1, announce=print, extra_callbacks=()):
-    """Train the ``shapes_cpu`` preset and report VOC mAP@0.5 on the held-out test split.
+    """Train ``settings.preset`` and report VOC mAP@0.5 on the held-out test split.
 
     ``settings``: a :class:`DemoSettings`.  ``announce`` prints the one-line result (the
     command line passes its stdout writer; progress goes to ``print``).  ``extra_callbacks``
     go to ``training.fit`` (``benchmarks/bench_demo.py`` passes one that evaluates the test
     split during training).  Returns the metrics written to ``OUT/metrics.json``."""
     out, seed, precision = settings.out, int(settings.seed), settings.precision
-    preset = get_preset("shapes_cpu")
+    if settings.preset not in SHAPES_PRESETS:
+        raise FrcnnError(f"preset {settings.preset!r}: the demo trains on the shapes data; "
+                         f"expected one of {', '.join(SHAPES_PRESETS)}")
+    preset = get_preset(settings.preset)
     preset["model"].update(settings.model_overrides)
     train = {**preset["train"], **settings.train_overrides}
     for key in ("epochs", "train_images", "test_images"):
@@ -113,6 +121,8 @@ def run_demo(settings=DemoSettings(), verbose=1, announce=print, extra_callbacks
         "seconds": {"data": t1 - t0, "train": t2 - t1, "evaluate": t3 - t2, "total": t3 - t0},
         "steps": len(step_times.seconds), "median_step_seconds": step_times.median,
         "eval_seconds_per_image": sec_per_image,
+        "preset": settings.preset, "backbone": preset["model"]["backbone"],
+        "image_side": int(preset["model"]["image_min_side"]),
         "epochs": train["epochs"], "seed": seed,
         "train_images": len(train_data), "test_images": len(test_data),
         "overrides": {"model": dict(settings.model_overrides), "train": dict(settings.train_overrides)},
@@ -137,7 +147,7 @@ def _write_markdown(path, metrics, history):
                         for k, v in metrics["overrides"][part].items())
     text = f"""# frcnn demo: Faster R-CNN on the shapes data
 
-Trained the `shapes_cpu` preset{f" with {changed}" if changed else ""} (small backbone, stride 8, {metrics['precision']}) for {metrics['epochs']} epochs on
+Trained the `{metrics['preset']}` preset{f" with {changed}" if changed else ""} (`{metrics['backbone']}` backbone, {metrics['image_side']} px images, {metrics['precision']}) for {metrics['epochs']} epochs on
 {metrics['train_images']} generated images; evaluated on {metrics['test_images']} held-out test images.
 
 | metric | value |
