@@ -209,6 +209,8 @@ def roi_align(features, rois, box_indices, stride, output_size=7, sampling_ratio
                                 grid=lambda r, st: grid(r, st, output_size, sampling_ratio))
         return tf.nn.avg_pool2d(crops, ksize=sampling_ratio, strides=sampling_ratio, padding="VALID")
     crops = _crop(features, rois, box_indices, stride, n, 0.5 / n, (n - 0.5) / n, method)
+    if sampling_ratio == 1:   # one sample per bin: the crop is the output (no 1 x 1 pooling op)
+        return crops
     return tf.nn.avg_pool2d(crops, ksize=sampling_ratio, strides=sampling_ratio, padding="VALID")
 
 
