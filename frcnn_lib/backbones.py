@@ -10,13 +10,16 @@ name        stride  C     trunk                        RoI head
 ``vgg16``   16      512   VGG-16 up to conv5_3          fc6, fc7 (``head_units``, 4096)
 ``resnet50`` 16     1024  ResNet-50 C1-C4               the C5 stage + global avg pool
 ``small``   8       128   6 convs (3 stride-2 stages)   two fc layers (``head_units``)
-``small_deep`` 8    128   8 convs: 3 in stages 2, 3    two fc layers (``head_units``)
+``small_deep`` 8    128   9 convs (see below)           two fc layers (``head_units``)
 ==========  ======  ====  ===========================  =================================
 
 ``small`` is this project's fast CPU backbone: about 0.3 M parameters in the trunk,
 trained from scratch in minutes on the shapes data; stride 8 keeps small objects
-on several feature pixels.  Its receptive field is 43 px; ``small_deep`` adds a 3x3
-convolution to stages 2 and 3 (0.47 M parameters), which widens it to 67 px.  ``vgg16`` is the paper's.  ImageNet weights come from
+on several feature pixels; its receptive field is 43 px.  ``small_deep`` (0.55 M parameters)
+adds a 3x3 convolution to stages 2 and 3, which widens the field to 67 px, and a shortcut
+that carries stage 2's stride-4 features into the output: a stride-2 3x3 convolution of
+them, added to stage 3's (the bottom-up path of PANet, Liu et al. 2018), so that small
+objects keep their finer detail.  ``vgg16`` is the paper's.  ImageNet weights come from
 ``keras.applications`` (downloaded to ``~/.keras/models`` on first use).  Which layers are
 frozen follows from the settings alone (:func:`frozen_stages_for`, :func:`freeze`): with
 pretrained weights, conv1-conv2 of VGG-16 and the stem + res2 of ResNet-50, whose
@@ -31,8 +34,9 @@ from frcnn_lib.runtime.errors import FrcnnError, MissingWeightsError
 
 BACKBONES = ("vgg16", "resnet50", "small", "small_deep")
 # The trunks built here (no ImageNet weights): stride-1 3x3 convolutions after each stage's
-# stride-2 one, for the stages of 32, 64 and 128 channels.
-SMALL_TRUNKS = {"small": (1, 1, 1), "small_deep": (1, 2, 2)}
+# stride-2 one, for the stages of 32, 64 and 128 channels, and whether stage 2 also reaches
+# the output through a shortcut.
+SMALL_TRUNKS = {"small": ((1, 1, 1), False), "small_deep": ((1, 2, 2), True)}
 STRIDES = {"vgg16": 16, "resnet50": 16, "small": 8, "small_deep": 8}
 # Files keras.applications looks for in ~/.keras/models before downloading.
 IMAGENET_FILES = {
@@ -113,12 +117,19 @@ def _trunk(name, weights):
     if name in SMALL_TRUNKS:
         inputs = keras.Input((None, None, 3))
         x = inputs
-        for i, (filters, convs) in enumerate(zip((32, 64, 128), SMALL_TRUNKS[name])):
+        stage_convs, shortcut = SMALL_TRUNKS[name]
+        for i, (filters, convs) in enumerate(zip((32, 64, 128), stage_convs)):
             x = layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu",
                               name=f"stage{i + 1}_down")(x)
+            if i == 2 and shortcut:   # stage 2's output (B, H/4, W/4, 64) -> (B, H/8, W/8, 128)
+                skip = layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu",
+                                     name="stage3_shortcut")(previous)
             for k in range(convs):
                 x = layers.Conv2D(filters, 3, padding="same", activation="relu",
                                   name=f"stage{i + 1}_conv{k + 1 if k else ''}")(x)
+            previous = x    # this stage's output: the next stage's input
+        if shortcut:
+            x = layers.Add(name="stage3_sum")([x, skip])
         return keras.Model(inputs, x, name=f"{name}_trunk")
     if weights == "imagenet":
         app = _imagenet_application(name, weights)

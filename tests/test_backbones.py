@@ -76,10 +76,11 @@ def test_imagenet_weights_for_the_small_backbones_are_rejected(name):
     assert "imagenet" in str(info.value)
 
 
-@pytest.mark.parametrize("name,convs,field", [("small", 6, 43), ("small_deep", 8, 67)])
+@pytest.mark.parametrize("name,convs,field", [("small", 6, 43), ("small_deep", 9, 67)])
 def test_the_small_trunks_receptive_field(name, convs, field):
     # By hand: each 3x3 conv widens the field by 2 x the stride so far (strides 2, 2, 2):
-    # small 3+4+4+8+8+16 = 43 px; small_deep adds a conv at stride 4 and one at 8: +8 +16 = 67.
+    # small 3+4+4+8+8+16 = 43 px; small_deep adds a conv at stride 4 and one at 8: +8 +16 = 67
+    # (its shortcut from stage 2, 3+4+4+8+8+8 = 35 px, lies inside that).
     # Measured: with positive weights every path is live, and the input pixels that move one
     # feature cell are exactly its field.
     trunk = build_backbone(name)[0].get_layer(f"{name}_trunk")
@@ -94,6 +95,35 @@ def test_the_small_trunks_receptive_field(name, convs, field):
         cell = trunk(x)[0, 10, 10, 0]
     rows = np.flatnonzero(np.abs(tape.gradient(cell, x)[0]).sum(axis=(1, 2)))
     assert rows[-1] - rows[0] + 1 == field
+
+
+@pytest.mark.parametrize("name", ["small", "small_deep"])
+def test_the_small_trunks_by_hand(name):
+    # The documented architecture re-computed with tf.nn.conv2d from the layers' weights:
+    # per stage a stride-2 3x3 conv and 1 (small) or 1, 2, 2 (small_deep) stride-1 ones,
+    # all ReLU; small_deep adds ReLU(stride-2 3x3 conv of stage 2's output) to stage 3's.
+    trunk = build_backbone(name)[0].get_layer(f"{name}_trunk")
+    rng = np.random.default_rng(0)
+    for layer in trunk.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            layer.set_weights([rng.normal(0, 0.2, w.shape).astype("float32") for w in layer.get_weights()])
+    x = tf.constant(rng.normal(0, 1, (2, 37, 50, 3)), tf.float32)   # odd sizes: SAME padding of stride 2
+
+    def conv(inputs, layer_name, stride):
+        kernel, bias = trunk.get_layer(layer_name).get_weights()
+        return tf.nn.relu(tf.nn.conv2d(inputs, kernel, stride, "SAME") + bias)
+
+    convs = {"small": (1, 1, 1), "small_deep": (1, 2, 2)}[name]
+    h, outputs = x, []
+    for stage, n in enumerate(convs, start=1):
+        h = conv(h, f"stage{stage}_down", 2)
+        for k in range(n):
+            h = conv(h, f"stage{stage}_conv{k + 1 if k else ''}", 1)
+        outputs.append(h)
+    if name == "small_deep":
+        h = h + conv(outputs[1], "stage3_shortcut", 2)
+    np.testing.assert_allclose(trunk(x).numpy(), h.numpy(), rtol=1e-4, atol=1e-4)
+    assert h.shape == (2, 5, 7, 128)
 
 
 @pytest.mark.parametrize("name", ["small", "vgg16"])
