@@ -38,3 +38,20 @@ def test_frcnn_export_tflite_from_the_command_line(tmp_path):
     assert set(got["detection_classes"][0].tolist()) <= {5.0, 9.0}
     names = dict(zip([5, 9], ["bolt", "nut"]))
     assert got["detection_names"].tolist() == [names[int(c)] for c in got["detection_classes"][0]]
+
+
+def test_the_main_jobs_trunk_exports_to_tflite_and_onnx(tmp_path):
+    # small_deep (make demo's trunk) joins two paths with an Add: both runtimes give detect's
+    # detections (untrained, score threshold 0: all D of them, compared as sets of scores).
+    from frcnn_lib.export.onnx import export_onnx, run_onnx
+    from frcnn_lib.export.tflite import export_tflite
+
+    keras.utils.set_random_seed(1)
+    model = tiny_model(backbone="small_deep", detections_score_threshold=0.0)
+    image = np.ascontiguousarray(make_batch()[0][0, :, :90].astype(np.uint8))     # 64 x 90
+    want = model.detect(image)
+    export_tflite(model, str(tmp_path / "m.tflite"))
+    export_onnx(model, str(tmp_path / "m.onnx"))
+    for got in (run_tflite(tmp_path / "m.tflite", image), run_onnx(str(tmp_path / "m.onnx"), image)):
+        assert int(got["num_detections"][0]) == len(want["scores"]) == model.settings["detections_max"]
+        np.testing.assert_allclose(np.sort(got["detection_scores"][0]), np.sort(want["scores"]), atol=1e-4)
