@@ -4,14 +4,14 @@ per-RoI head network that follows RoI pooling.
 Shape glossary: ``B`` images, ``H, W`` image size, ``Hf, Wf = H / stride, W / stride``
 feature-map size, ``C`` feature channels, ``R`` RoIs, ``S`` RoI pool size.
 
-==========  ======  ====  ===========================  =================================
-name        stride  C     trunk                        RoI head
-==========  ======  ====  ===========================  =================================
-``vgg16``   16      512   VGG-16 up to conv5_3          fc6, fc7 (``head_units``, 4096)
-``resnet50`` 16     1024  ResNet-50 C1-C4               the C5 stage + global avg pool
-``small``   8       128   6 convs (3 stride-2 stages)   two fc layers (``head_units``)
-``small_deep`` 8    128   9 convs (see below)           two fc layers (``head_units``)
-==========  ======  ====  ===========================  =================================
+==============  ======  ====  ============================  ===============================
+name            stride  C     trunk                         RoI head
+==============  ======  ====  ============================  ===============================
+``vgg16``       16      512   VGG-16 up to conv5_3          fc6, fc7 (``head_units``, 4096)
+``resnet50``    16      1024  ResNet-50 C1-C4               the C5 stage + global avg pool
+``small``       8       128   6 convs (3 stride-2 stages)   two fc layers (``head_units``)
+``small_deep``  8       128   8 convs + a stage-2 shortcut  two fc layers (``head_units``)
+==============  ======  ====  ============================  ===============================
 
 ``small`` is this project's fast CPU backbone: about 0.3 M parameters in the trunk,
 trained from scratch in minutes on the shapes data; stride 8 keeps small objects
