@@ -37,7 +37,7 @@ BACKBONES = ("vgg16", "resnet50", "small", "small_deep")
 # stride-2 one, for the stages of 32, 64 and 128 channels, and whether stage 2 also reaches
 # the output through a shortcut.
 SMALL_TRUNKS = {"small": ((1, 1, 1), False), "small_deep": ((1, 2, 2), True)}
-STRIDES = {"vgg16": 16, "resnet50": 16, "small": 8, "small_deep": 8}
+STRIDES = {"vgg16": 16, "resnet50": 16, **dict.fromkeys(SMALL_TRUNKS, 8)}
 # Files keras.applications looks for in ~/.keras/models before downloading.
 IMAGENET_FILES = {
     "vgg16": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
@@ -50,22 +50,21 @@ _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 # so that a padded band looks like "no signal" to the first convolution (as when the
 # reference implementations pad after normalising).
 NEUTRAL_RGB = {"vgg16": _CAFFE_MEAN_BGR[::-1], "resnet50": _CAFFE_MEAN_BGR[::-1],
-               "small": (127.5, 127.5, 127.5), "small_deep": (127.5, 127.5, 127.5)}
+               **dict.fromkeys(SMALL_TRUNKS, (127.5, 127.5, 127.5))}
 
 # Stages that ``frozen_stages`` counts, in order, by layer-name prefix.  VGG-16: its five
 # conv blocks.  ResNet-50: the stem (conv1 + pool1, Detectron2's "stem") and res2..res4 of the
-# trunk (res5 is the RoI head).  small: its three stages.
+# trunk (res5 is the RoI head).  The small trunks: their three stages.
 STAGES = {
     "vgg16": [("block1_",), ("block2_",), ("block3_",), ("block4_",), ("block5_",)],
     "resnet50": [("conv1_", "pool1_"), ("conv2_",), ("conv3_",), ("conv4_",)],
-    "small": [("stage1_",), ("stage2_",), ("stage3_",)],
-    "small_deep": [("stage1_",), ("stage2_",), ("stage3_",)],
+    **dict.fromkeys(SMALL_TRUNKS, (("stage1_",), ("stage2_",), ("stage3_",))),
 }
 # Frozen when starting from pretrained weights.  VGG-16: conv1-conv2 (Ren et al. 2015, sec. 4;
 # py-faster-rcnn's prototxts set lr_mult 0 there).  ResNet-50: stem + res2 (Detectron2's
 # MODEL.BACKBONE.FREEZE_AT = 2; torchvision's trainable_backbone_layers = 3 leaves the same
 # frozen).  From random weights nothing is frozen.
-PRETRAINED_FROZEN_STAGES = {"vgg16": 2, "resnet50": 2, "small": 0, "small_deep": 0}
+PRETRAINED_FROZEN_STAGES = {"vgg16": 2, "resnet50": 2, **dict.fromkeys(SMALL_TRUNKS, 0)}
 
 
 class CaffePreprocess(layers.Layer):

@@ -57,8 +57,8 @@ PRESETS = {
     # 224 px, so that the small objects (55 % of them, from 9 px) cover more cells of the
     # stride-8 features; the small_deep trunk (a third conv in stages 2 and 3, receptive
     # field 67 px instead of 43, and a shortcut that adds stage 2's finer features to the
-    # output: the lever that put every seed over the bar); the anchors `frcnn anchors --set image_min_side=224 --set
-    # image_max_side=224` fits at that size; test NMS at IoU 0.5 (torchvision's and
+    # output: the lever that put every seed over the bar); the anchors `frcnn anchors
+    # --set image_min_side=224 --set image_max_side=224` fits at that size; test NMS at IoU 0.5 (torchvision's and
     # Detectron2's) rather than the paper's 0.3; Adam at 2e-3 after a linear warm-up over
     # 200 steps from 0.1x, cosine decay over 8 epochs of 500 steps: 4000 steps at batch 4.
     "shapes_224": {
