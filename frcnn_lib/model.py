@@ -19,6 +19,7 @@ returns detections (padded, fixed size); ``train_step``/``test_step`` return the
 """
 import dataclasses
 import os
+import weakref
 
 import keras
 import tensorflow as tf
@@ -35,6 +36,10 @@ from frcnn_lib.parts import LIBRARY
 from frcnn_lib.rpn import ProposalConfig, RPNHead, generate_proposals
 
 LOSS_NAMES = ("rpn_objectness", "rpn_box", "rcnn_class", "rcnn_box")
+
+# Each model's compiled metric reset (FasterRCNN.reset_metrics), kept off the model so that
+# SavedModel export, which saves every tf.function attribute, never sees it.
+_METRIC_RESETS = weakref.WeakKeyDictionary()
 
 # The paper's settings (VGG-16 on Pascal VOC); every one is a constructor argument.
 DEFAULTS = dict(
@@ -198,6 +203,23 @@ class FasterRCNN(keras.Model):
     @property
     def metrics(self):
         return list(self.loss_trackers.values())
+
+    def reset_metrics(self):
+        """Every metric's ``reset_state``, run as one compiled call.
+
+        ``train_on_batch`` and ``test_on_batch`` reset the metrics before every batch.  Keras
+        does it eagerly, one assignment per variable (ten for the five loss trackers), and
+        between the steps of a small model those cost 4-9 % of a training step at batch 1
+        (benchmarks/README.md, "The metrics' reset").  Compiled once per set of metrics."""
+        metrics = tuple(self.metrics)
+        cached = _METRIC_RESETS.get(self)
+        if cached is None or cached[0] != tuple(map(id, metrics)):
+            def reset():
+                for metric in metrics:
+                    metric.reset_state()
+            cached = (tuple(map(id, metrics)), tf.function(reset, autograph=False))
+            _METRIC_RESETS[self] = cached
+        cached[1]()
 
     # ----------------------------------------------------------------- stages
     def _anchors(self, features):

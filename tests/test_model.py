@@ -280,6 +280,29 @@ def test_evaluate_returns_the_losses(overfit):
     assert len(as_list) == 5 and sorted(as_list) == pytest.approx(sorted(results.values()), rel=1e-5)
 
 
+def test_on_batch_calls_report_their_own_batch_after_the_compiled_reset():
+    # train_on_batch and test_on_batch reset the trackers before each batch (FasterRCNN's
+    # reset_metrics, one compiled call): the logs of batch B after batch A are B's alone,
+    # as a model that never saw A reports them.  Without the reset they would average A and B.
+    images, targets = make_batch(num_images=2)
+    first = (images[:1], {k: v[:1] for k, v in targets.items()})
+    second = (images[1:], {k: v[1:] for k, v in targets.items()})
+    keras.utils.set_random_seed(0)
+    model = tiny_model(roi_head_dropout=0.0)
+    model.build()
+    model.compile(optimizer=keras.optimizers.SGD(0.0))      # a step that moves nothing
+    alone = model.test_on_batch(*second, return_dict=True)
+    after_first = [model.test_on_batch(*first, return_dict=True),
+                   model.test_on_batch(*second, return_dict=True)]
+    assert after_first[0]["loss"] != pytest.approx(alone["loss"], rel=1e-3)   # the batches differ
+    assert after_first[1] == pytest.approx(alone, rel=1e-6)
+    model.train_on_batch(*first)
+    model.train_on_batch(*second)
+    assert [float(m.count.numpy()) for m in model.metrics] == [1.0] * 5     # one batch each
+    model.reset_metrics()
+    assert all(float(v.numpy()) == 0.0 for m in model.metrics for v in m.variables)
+
+
 def test_keras_callbacks_see_the_losses_and_early_stopping_works(overfit):
     # Two more Adam steps per epoch on the overfitted model, whose weights are restored
     # after.  rcnn_class can never improve by 100: EarlyStopping stops after epoch 2 of 5,
