@@ -173,7 +173,7 @@ def fc_shapes(model):
     return int(fc6.kernel.shape[0]), int(fc6.kernel.shape[1])
 
 
-def make_floor(model, num_rois, backward=False, optimizer=None, with_rpn=False):
+def make_floor(model, num_rois, backward=False, optimizer=None, with_rpn=False, sequential=False):
     """The compute floor: the model's own conv trunk on the images plus fc6, fc7 as plain
     matmuls (no bias, no ReLU) on ``num_rois`` rows of random RoI features, one
     ``tf.function``.  ``with_rpn``: also a fresh RPN head of the model's shape (its 3x3 conv
@@ -190,7 +190,13 @@ def make_floor(model, num_rois, backward=False, optimizer=None, with_rpn=False):
     ``backward``: one step of ``optimizer`` (default SGD, momentum 0.9) on the dummy loss ``sum(trunk(images)) +
     sum(fc7(fc6(rois)))``: forward, the gradients of every trunk and fc weight, the gradient
     with respect to the RoI features (which the detector needs to reach the trunk through
-    RoI pooling), and the update."""
+    RoI pooling), and the update.
+
+    ``sequential``: the fc layers' output sum is also scaled by ``1 + 1e-30 * mean(trunk
+    output)``, so that their upstream gradient depends on the trunk too.  Without it the
+    gradient with respect to the RoI rows (``dY @ W6^T``, the costliest of the three fc6
+    matmuls) needs neither the rows nor the trunk and runs beside the trunk's forward pass;
+    the detector's cannot start before fc6's forward pass, which waits for the trunk."""
     trunk = trunk_of(model)
     feat, units = fc_shapes(model)
     rng = tf.random.Generator.from_seed(1)
@@ -201,8 +207,11 @@ def make_floor(model, num_rois, backward=False, optimizer=None, with_rpn=False):
 
     def dense(images, training):
         features = trunk(images, training=training)
-        x = rois + 1e-30 * tf.reduce_mean(features)
-        total = tf.reduce_sum(features) + tf.reduce_sum(tf.matmul(tf.matmul(x, w6), w7))
+        mean = tf.reduce_mean(features)
+        fc = tf.matmul(tf.matmul(rois + 1e-30 * mean, w6), w7)
+        if sequential:
+            fc = fc * (1.0 + 1e-30 * mean)
+        total = tf.reduce_sum(features) + tf.reduce_sum(fc)
         if rpn is not None:
             logits, deltas = rpn(features)
             total += tf.reduce_sum(logits) + tf.reduce_sum(deltas)

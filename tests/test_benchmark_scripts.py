@@ -64,6 +64,12 @@ def test_floor_with_rpn_head_adds_a_new_rpn_and_leaves_the_models_alone():
     assert float(with_rpn(images)) != float(plain(images))      # the RPN outputs are in the sum
     step = C.make_floor(model, 8, backward=True, with_rpn=True)
     assert all(np.isfinite(t.numpy()) for t in step(images))
+    # sequential=True scales the fc sum by 1 + 1e-30 * mean(trunk): the same value, a new
+    # dependency (bench_training.py's third floor).
+    sequential = C.make_floor(model, 8, sequential=True)          # (without a new random RPN)
+    assert float(sequential(images)) == float(plain(images))
+    assert all(np.isfinite(t.numpy()) for t in C.make_floor(model, 8, backward=True, with_rpn=True,
+                                                            sequential=True)(images))
     for w, b in zip(model.rpn_head.weights, before):
         np.testing.assert_array_equal(w.numpy(), b)
 
