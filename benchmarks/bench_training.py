@@ -24,8 +24,9 @@ Timed in one process, round-robin after a warm-up, median of ``--repeats`` runs:
 
 Reported: ``step / floor`` (goal for vgg16: <= 1.25) in wall and in process CPU time,
 ``step / (floor + RPN head)`` (the share that is not dense compute; goal 30.2 for small:
-<= 1.3) and the same against the sequential floor, the first call (tracing) apart; images/s at batch 1, 2, 4 (the three interleaved in this
-process, ``--throughput-repeats`` rounds after each size's first step); and the peak
+<= 1.3) and the same against the sequential floor, the first call (tracing) apart; images/s
+at batch 1, 2, 4 (the three interleaved in this process, ``--throughput-repeats`` rounds
+after each size's first step); and the peak
 resident memory of a training step at batch 1 and 2, each in a fresh subprocess (build +
 two steps; ``VmHWM``, i.e. the ``ru_maxrss`` of that process alone), with the peak after
 the build alone for reference.
@@ -139,7 +140,8 @@ def run_config(name, cfg, repeats, steps, quick, ratios_only=False):
         return model.train_on_batch(images, targets, return_dict=True)
 
     floors = {k: C.make_floor(model, cfg["num_rois"], backward=True, optimizer=make_optimizer(name, cfg),
-                              with_rpn=k != "floor", sequential=k == SEQUENTIAL) for k in ("floor", RPN, SEQUENTIAL)}
+                              with_rpn=k != "floor", sequential=k == SEQUENTIAL)
+              for k in ("floor", RPN, SEQUENTIAL)}
     fns = {"step": step, **{k: (lambda f=f: f(images)) for k, f in floors.items()}}
     first = {k: C.first_call(fn) for k, fn in fns.items()}
     logs = step()
