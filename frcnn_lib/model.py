@@ -207,10 +207,11 @@ class FasterRCNN(keras.Model):
     def reset_metrics(self):
         """Every metric's ``reset_state``, run as one compiled call.
 
-        ``train_on_batch`` and ``test_on_batch`` reset the metrics before every batch.  Keras
-        does it eagerly, one assignment per variable (ten for the five loss trackers), and
-        between the steps of a small model those cost 4-9 % of a training step at batch 1
-        (benchmarks/README.md, "The metrics' reset").  Compiled once per set of metrics."""
+        Keras' ``train_on_batch`` and ``test_on_batch`` reset the metrics before every batch
+        (Keras 3.15; 3.6 does not).  Keras does it eagerly, one assignment per variable (ten
+        for the five loss trackers), and between the steps of a small model those cost 4-9 %
+        of a training step at batch 1 (benchmarks/README.md, "The metrics' reset").
+        Compiled once per set of metrics."""
         metrics = tuple(self.metrics)
         cached = _METRIC_RESETS.get(self)
         if cached is None or cached[0] != tuple(map(id, metrics)):
