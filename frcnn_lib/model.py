@@ -214,12 +214,11 @@ class FasterRCNN(keras.Model):
         Compiled once per set of metrics."""
         metrics = tuple(self.metrics)
         cached = _METRIC_RESETS.get(self)
-        if cached is None or cached[0] != tuple(map(id, metrics)):
+        if cached is None or cached[0] != metrics:      # metrics compare by identity
             def reset():
                 for metric in metrics:
                     metric.reset_state()
-            cached = (tuple(map(id, metrics)), tf.function(reset, autograph=False))
-            _METRIC_RESETS[self] = cached
+            cached = _METRIC_RESETS[self] = (metrics, tf.function(reset, autograph=False))
         cached[1]()
 
     # ----------------------------------------------------------------- stages
