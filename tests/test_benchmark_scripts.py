@@ -46,6 +46,20 @@ def test_profile_ops_quick_prints_the_parts_of_the_step():
     assert "SUMMARY op time per step" in stdout
 
 
+def _has_ancestor(op, op_type):
+    """Whether an op whose type contains ``op_type`` feeds ``op`` (data inputs, transitively)."""
+    seen, todo = set(), [op]
+    while todo:
+        current = todo.pop()
+        if current.name in seen:
+            continue
+        seen.add(current.name)
+        if op_type in current.type:
+            return True
+        todo.extend(t.op for t in current.inputs)
+    return False
+
+
 def test_floor_with_rpn_head_adds_a_new_rpn_and_leaves_the_models_alone():
     """``make_floor(with_rpn=True)``: the floor plus an RPN head of the model's shape (its own
     weights: a floor step must not move the model's), forward and training step."""
@@ -64,12 +78,17 @@ def test_floor_with_rpn_head_adds_a_new_rpn_and_leaves_the_models_alone():
     assert float(with_rpn(images)) != float(plain(images))      # the RPN outputs are in the sum
     step = C.make_floor(model, 8, backward=True, with_rpn=True)
     assert all(np.isfinite(t.numpy()) for t in step(images))
-    # sequential=True scales the fc sum by 1 + 1e-30 * mean(trunk): the same value, a new
-    # dependency (bench_training.py's third floor).
+    # sequential=True scales the fc sum by 1 + 1e-30 * mean(trunk): the same value, and a
+    # gradient for the RoI rows that waits for the trunk's convolutions (bench_training.py's
+    # third floor); without it that gradient has no convolution among its inputs.
     sequential = C.make_floor(model, 8, sequential=True)          # (without a new random RPN)
     assert float(sequential(images)) == float(plain(images))
-    assert all(np.isfinite(t.numpy()) for t in C.make_floor(model, 8, backward=True, with_rpn=True,
-                                                            sequential=True)(images))
+    for flag in (False, True):
+        floor_step = C.make_floor(model, 8, backward=True, with_rpn=True, sequential=flag)
+        assert all(np.isfinite(t.numpy()) for t in floor_step(images))
+        graph = floor_step.get_concrete_function(images).graph
+        roi_grad = graph.outputs[1]                   # sum of the RoI rows' gradient
+        assert _has_ancestor(roi_grad.op, "Conv2D") == flag
     for w, b in zip(model.rpn_head.weights, before):
         np.testing.assert_array_equal(w.numpy(), b)
 
