@@ -31,6 +31,14 @@ def test_profile_stages_quick_prints_every_stage():
     assert "settings overridden: roi_pooling='roi_pool', roi_sampling_ratio=3" in stdout
 
 
+def test_profile_stages_training_stand_ins_quick_prints_what_each_part_costs():
+    stdout, rows = _run_quick("profile_stages.py", "--config", "small", "--training", "--stand-ins")
+    parts = ["the whole step (its ratio)", "weight decay", "input checks", "RPN targets",
+             "proposals' NMS", "R-CNN targets", "RoI crop"]
+    assert rows[-len(parts):] == parts, rows
+    assert "floor + RPN head" in rows and "train step, RoI crop stood in" in rows, rows
+
+
 def test_bench_optimizer_quick_prints_both_optimizers_and_the_ratio():
     stdout, _ = _run_quick("bench_optimizer.py", "--configs", "small")
     rows = [[c.strip() for c in line.split("|")[1:3]] for line in stdout.splitlines()
@@ -91,6 +99,68 @@ def test_floor_with_rpn_head_adds_a_new_rpn_and_leaves_the_models_alone():
         assert _has_ancestor(roi_grad.op, "Conv2D") == flag
     for w, b in zip(model.rpn_head.weights, before):
         np.testing.assert_array_equal(w.numpy(), b)
+
+
+def _benchmark_module(name):
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(BENCHMARKS)
+
+
+def test_bench_training_ratios_at_a_batch_give_the_floor_that_batchs_rois():
+    """``--batch B``: the step at batch B against floors of ``B * R`` RoI rows."""
+    T = _benchmark_module("bench_training")
+    C = _benchmark_module("_common")
+    cfg = T.training_configs(quick=True)["small"]
+    rows, real = [], C.make_floor
+
+    def spy(model, num_rois, **kwargs):
+        rows.append(num_rois)
+        return real(model, num_rois, **kwargs)
+
+    C.make_floor = spy
+    try:
+        result = T.run_config("small", cfg, repeats=1, steps=1, quick=True, ratios_only=True, batch=2)
+    finally:
+        C.make_floor = real
+    assert rows == [2 * cfg["num_rois"]] * 3, rows            # floor, + RPN head, sequential
+    assert result["batch"] == 2 and set(result["images_per_s"]) == {2}
+    assert result["rpn_ratio"] > 0
+
+
+def test_profile_stages_stand_ins_change_what_they_stand_for():
+    """``profile_stages.py --training``'s stand-ins, each in force while a step is traced: the
+    losses of one batch move (same weights, same data) for every part but the input checks,
+    whose stand-in leaves the losses alone and lets an inverted box through; after the
+    ``with`` block the model's own parts are back."""
+    import numpy as np
+    import pytest
+    from frcnn_lib.runtime.errors import FrcnnError
+    P = _benchmark_module("profile_stages")
+    T = _benchmark_module("bench_training")
+    cfg = T.training_configs(quick=True)["small"]
+    images, targets = T.batch_data(2, cfg["size"])
+    inverted = dict(targets, boxes=targets["boxes"].numpy()[..., [2, 1, 0, 3]])   # x2 < x1
+    base = T.compiled("small", cfg)
+    reference = base.test_on_batch(images, targets, return_dict=True)
+    with pytest.raises(FrcnnError, match="x2 >= x1"):
+        base.test_on_batch(images, inverted)
+    assert set(P.STAND_INS) == {"input checks", "RPN targets", "proposals' NMS", "R-CNN targets", "RoI crop"}
+    for part, replace in P.STAND_INS.items():
+        model = T.compiled("small", cfg)
+        model.set_weights(base.get_weights())
+        parts, pool = model.parts, model._pool
+        with replace(model):
+            logs = model.test_on_batch(images, targets, return_dict=True)     # traced here
+        moved = [k for k in reference if not np.isclose(logs[k], reference[k], rtol=1e-6, atol=0)]
+        if part == "input checks":
+            assert moved == [], (logs, reference)
+            model.test_on_batch(images, inverted)                 # no check in the traced step
+        else:
+            assert moved, (part, logs, reference)
+        assert model.parts is parts and model._pool == pool and "_pool" not in vars(model)
 
 
 def test_gpu_check_nms_only_smoke_passes_with_tf32_on():
