@@ -141,7 +141,8 @@ def run_config(name, cfg, repeats, steps, quick, ratios_only=False, batch=1):
     def step():
         return model.train_on_batch(images, targets, return_dict=True)
 
-    floors = {k: C.make_floor(model, cfg["num_rois"] * batch, backward=True, optimizer=make_optimizer(name, cfg),
+    floors = {k: C.make_floor(model, cfg["num_rois"] * batch, backward=True,
+                              optimizer=make_optimizer(name, cfg),
                               with_rpn=k != "floor", sequential=k == SEQUENTIAL)
               for k in ("floor", RPN, SEQUENTIAL)}
     fns = {"step": step, **{k: (lambda f=f: f(images)) for k, f in floors.items()}}

@@ -22,11 +22,13 @@ forward half and the floor with the RPN head), each against the training floor o
 bench_training.py.  With ``--stand-ins`` also what each part of the step that is not dense
 compute costs: the step again, on a model with the same weights whose part is swapped for a
 stand-in of the same shapes while its step is traced (``STAND_INS``), and ``step - that
-step`` as a share of the floor with the RPN head (issue 30.2's yardstick).  The stand-ins compute nothing
-useful (a model trained with one would not learn); they only show what the part costs.
+step`` as a share of the floor with the RPN head (issue 30.2's yardstick).  The stand-ins
+compute nothing useful (a model trained with one would not learn); they only show what the
+part costs.
 
 Run: ``.venv/bin/python benchmarks/profile_stages.py [--config vgg16|small] [--batch 1]
-[--repeats 7] [--training [--stand-ins]] [--quick]``.  Prints medians in ms and each one's share of the floor.
+[--repeats 7] [--training [--stand-ins]] [--quick]``.  Prints medians in ms and each one's
+share of the floor.
 """
 import argparse
 import contextlib
@@ -37,10 +39,10 @@ import tensorflow as tf
 
 from frcnn_lib import rcnn
 from frcnn_lib import targets as target_assignment
-from frcnn_lib.runtime import input_checks
 from frcnn_lib.cli.common import check_overrides, parse_overrides
 from frcnn_lib.model import DEFAULTS
 from frcnn_lib.rcnn import DetectionConfig
+from frcnn_lib.runtime import input_checks
 
 
 def stage_functions(model, images):
@@ -173,6 +175,7 @@ STAND_INS = {
     "R-CNN targets": lambda m: _replaced(target_assignment, "rcnn_targets", _fixed_rcnn_targets),
     "RoI crop": lambda m: _replaced(m, "_pool", _corner_crop(m)),
 }
+STAND_IN_ROW = "train step, {} stood in"
 
 
 def stand_in_steps(name, cfg, model, images, targets):
@@ -224,9 +227,6 @@ def training_functions(name, cfg, stand_ins=False):
     return fns
 
 
-STAND_IN_ROW = "train step, {} stood in"
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="vgg16", choices=("vgg16", "small"))
@@ -259,7 +259,8 @@ def main():
         if not args.stand_ins:
             return
         step, floor_rpn = "train step (train_on_batch)", "floor + RPN head"
-        parts = [["the whole step (its ratio)", f"{med[step] / med[floor_rpn]:.3f}", f"{cpu[step] / cpu[floor_rpn]:.3f}"]]
+        parts = [["the whole step (its ratio)", f"{med[step] / med[floor_rpn]:.3f}",
+                  f"{cpu[step] / cpu[floor_rpn]:.3f}"]]
         rows_of = {"weight decay": "train step, weight_decay=0",
                    **{part: STAND_IN_ROW.format(part) for part in STAND_INS}}
         for part, k in rows_of.items():
