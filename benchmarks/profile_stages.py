@@ -15,7 +15,8 @@ Stages (inputs precomputed by one eager pass of the model's own methods):
   ``P * (K - 1)`` class boxes enters NMS (random weights give scores ~1/K, below the
   default 0.05 threshold for K = 21, so the plain row is the optimistic case).
 
-With ``--training``: pieces of a training step at batch 1 instead (the whole
+With ``--training``: pieces of a training step at batch 1 (or ``--batch B``, against floors
+of ``B * R`` RoI rows) instead (the whole
 ``train_on_batch``; the same with ``weight_decay=0``; the forward pass with target
 assignment and the four losses; the inference forward pass; the training floor, its
 forward half and the floor with the RPN head), each against the training floor of
@@ -191,14 +192,15 @@ def stand_in_steps(name, cfg, model, images, targets):
     return steps
 
 
-def training_functions(name, cfg, stand_ins=False):
-    """Pieces of one training step (batch 1), each compiled, for ``--training`` (and
+def training_functions(name, cfg, stand_ins=False, batch=1):
+    """Pieces of one training step at ``batch``, each compiled, for ``--training`` (and
     ``--stand-ins``: :func:`stand_in_steps`)."""
     import bench_training as T
     cfg = dict(cfg, num_rois=cfg["kwargs"].get("roi_batch_size", 128))
     model = T.compiled(name, cfg)
     no_decay = T.compiled(name, dict(cfg, kwargs=dict(cfg["kwargs"], weight_decay=0.0)))
-    images, targets = T.batch_data(1, cfg["size"])
+    images, targets = T.batch_data(batch, cfg["size"])
+    rois = cfg["num_rois"] * batch
 
     @tf.function(autograph=False)
     def forward_losses(x, y):
@@ -208,10 +210,9 @@ def training_functions(name, cfg, stand_ins=False):
     def forward_inference(x):
         return model(x, training=False)
 
-    floor = C.make_floor(model, cfg["num_rois"], backward=True, optimizer=T.make_optimizer(name, cfg))
-    floor_rpn = C.make_floor(model, cfg["num_rois"], backward=True, optimizer=T.make_optimizer(name, cfg),
-                             with_rpn=True)
-    floor_forward = C.make_floor(model, cfg["num_rois"])
+    floor = C.make_floor(model, rois, backward=True, optimizer=T.make_optimizer(name, cfg))
+    floor_rpn = C.make_floor(model, rois, backward=True, optimizer=T.make_optimizer(name, cfg), with_rpn=True)
+    floor_forward = C.make_floor(model, rois)
     fns = {
         "train step (train_on_batch)": lambda: model.train_on_batch(images, targets, return_dict=True),
         "train step, weight_decay=0": lambda: no_decay.train_on_batch(images, targets, return_dict=True),
@@ -233,7 +234,7 @@ def main():
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--training", action="store_true",
-                        help="instead: pieces of a training step (batch 1) against the training floor")
+                        help="instead: pieces of a training step (at --batch) against the training floor")
     parser.add_argument("--stand-ins", action="store_true",
                         help="with --training: what each part of the step costs (a model per part)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 3 repeats (smoke run)")
@@ -248,13 +249,14 @@ def main():
     repeats = 3 if args.quick else args.repeats
     print(C.machine_info())
     if args.training:
-        fns = training_functions(args.config, cfg, args.stand_ins)
+        fns = training_functions(args.config, cfg, args.stand_ins, args.batch)
         times = C.interleaved(fns, repeats, warmup=1)
         med = {k: C.median(v) for k, v in times.items()}
         cpu = {k: C.median(v) for k, v in times.cpu.items()}
         rows = [[k, f"{1000 * med[k]:.1f}", C.spread([1000 * t for t in times[k]]),
                  f"{med[k] / med['floor']:.3f}", f"{cpu[k] / cpu['floor']:.3f}"] for k in fns]
-        print(f"\n{args.config} training, batch 1, median of {len(times['floor'])} interleaved runs")
+        print(f"\n{args.config} training, batch {args.batch}, median of {len(times['floor'])} "
+              f"interleaved runs")
         print(C.table(rows, ["what", "median ms", "min-max ms", "/ train floor", "CPU / train floor"]))
         if not args.stand_ins:
             return

@@ -32,11 +32,13 @@ def test_profile_stages_quick_prints_every_stage():
 
 
 def test_profile_stages_training_stand_ins_quick_prints_what_each_part_costs():
-    stdout, rows = _run_quick("profile_stages.py", "--config", "small", "--training", "--stand-ins")
+    stdout, rows = _run_quick("profile_stages.py", "--config", "small", "--training", "--stand-ins",
+                              "--batch", "2")
     parts = ["the whole step (its ratio)", "weight decay", "input checks", "RPN targets",
              "proposals' NMS", "R-CNN targets", "RoI crop"]
     assert rows[-len(parts):] == parts, rows
     assert "floor + RPN head" in rows and "train step, RoI crop stood in" in rows, rows
+    assert "small training, batch 2, median of 3 interleaved runs" in stdout
 
 
 def test_bench_optimizer_quick_prints_both_optimizers_and_the_ratio():
@@ -109,8 +111,9 @@ def _benchmark_module(name):
         sys.path.remove(BENCHMARKS)
 
 
-def test_bench_training_ratios_at_a_batch_give_the_floor_that_batchs_rois():
-    """``--batch B``: the step at batch B against floors of ``B * R`` RoI rows."""
+def test_ratios_at_a_batch_give_the_floor_that_batchs_rois():
+    """``bench_training.py --batch B`` and ``profile_stages.py --training --batch B``: the step
+    at batch B against floors of ``B * R`` RoI rows."""
     T = _benchmark_module("bench_training")
     C = _benchmark_module("_common")
     cfg = T.training_configs(quick=True)["small"]
@@ -123,9 +126,12 @@ def test_bench_training_ratios_at_a_batch_give_the_floor_that_batchs_rois():
     C.make_floor = spy
     try:
         result = T.run_config("small", cfg, repeats=1, steps=1, quick=True, ratios_only=True, batch=2)
+        assert rows == [2 * cfg["num_rois"]] * 3, rows        # floor, + RPN head, sequential
+        rows.clear()                                          # profile_stages --training --batch 2
+        _benchmark_module("profile_stages").training_functions("small", cfg, batch=2)
+        assert rows == [2 * cfg["num_rois"]] * 3, rows        # floor, + RPN head, forward half
     finally:
         C.make_floor = real
-    assert rows == [2 * cfg["num_rois"]] * 3, rows            # floor, + RPN head, sequential
     assert result["batch"] == 2 and set(result["images_per_s"]) == {2}
     assert result["rpn_ratio"] > 0
 
