@@ -190,7 +190,8 @@ def make_floor(model, num_rois, backward=False, optimizer=None, with_rpn=False, 
     ``backward``: one step of ``optimizer`` (default SGD, momentum 0.9) on the dummy loss ``sum(trunk(images)) +
     sum(fc7(fc6(rois)))``: forward, the gradients of every trunk and fc weight, the gradient
     with respect to the RoI features (which the detector needs to reach the trunk through
-    RoI pooling), and the update.
+    RoI pooling), and the update.  The step trains a copy of the trunk (same layers, same
+    weights), so that the model being timed beside it keeps its own weights.
 
     ``sequential``: the fc layers' output sum is also scaled by ``1 + 1e-30 * mean(trunk
     output)``, so that their upstream gradient depends on the trunk too.  Without it the
@@ -198,6 +199,10 @@ def make_floor(model, num_rois, backward=False, optimizer=None, with_rpn=False, 
     matmuls) needs neither the rows nor the trunk and runs beside the trunk's forward pass;
     the detector's cannot start before fc6's forward pass, which waits for the trunk."""
     trunk = trunk_of(model)
+    if backward:   # a copy to train: the floor's updates must not move the model's weights
+        import keras
+        original, trunk = trunk, keras.models.clone_model(trunk)
+        trunk.set_weights(original.get_weights())
     feat, units = fc_shapes(model)
     rng = tf.random.Generator.from_seed(1)
     w6 = tf.Variable(rng.normal([feat, units], stddev=0.01))
