@@ -17,6 +17,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -200,7 +201,6 @@ def make_floor(model, num_rois, backward=False, optimizer=None, with_rpn=False, 
     the detector's cannot start before fc6's forward pass, which waits for the trunk."""
     trunk = trunk_of(model)
     if backward:   # a copy to train: the floor's updates must not move the model's weights
-        import keras
         original, trunk = trunk, keras.models.clone_model(trunk)
         trunk.set_weights(original.get_weights())
     feat, units = fc_shapes(model)
@@ -225,7 +225,6 @@ def make_floor(model, num_rois, backward=False, optimizer=None, with_rpn=False, 
     if not backward:
         return tf.function(lambda images: dense(images, False), autograph=False)
 
-    import keras
     optimizer = optimizer or keras.optimizers.SGD(1e-4, momentum=0.9)
     weights = trunk.trainable_weights + [w6, w7] + (rpn.trainable_weights if rpn is not None else [])
     optimizer.build(weights)

@@ -56,6 +56,14 @@ def test_profile_ops_quick_prints_the_parts_of_the_step():
     assert "SUMMARY op time per step" in stdout
 
 
+def _benchmark_module(name):
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(BENCHMARKS)
+
+
 def _has_ancestor(op, op_type):
     """Whether an op whose type contains ``op_type`` feeds ``op`` (data inputs, transitively)."""
     seen, todo = set(), [op]
@@ -75,11 +83,7 @@ def test_floor_with_rpn_head_adds_a_new_rpn_and_leaves_the_models_alone():
     weights: a floor step must not move the model's, nor its trunk's), forward and training
     step."""
     import numpy as np
-    sys.path.insert(0, BENCHMARKS)
-    try:
-        import _common as C
-    finally:
-        sys.path.remove(BENCHMARKS)
+    C = _benchmark_module("_common")
     cfg = C.configs(quick=True)["small"]
     model = C.build_model(cfg)
     images = C.random_images(2, cfg["size"])
@@ -103,14 +107,6 @@ def test_floor_with_rpn_head_adds_a_new_rpn_and_leaves_the_models_alone():
     # Nor do the training floors move the model's trunk: they train a copy of it.
     for w, b in zip(model.rpn_head.weights + model.backbone.weights, before):
         np.testing.assert_array_equal(w.numpy(), b)
-
-
-def _benchmark_module(name):
-    sys.path.insert(0, BENCHMARKS)
-    try:
-        return __import__(name)
-    finally:
-        sys.path.remove(BENCHMARKS)
 
 
 def test_ratios_at_a_batch_give_the_floor_that_batchs_rois():
